@@ -1,0 +1,58 @@
+//! What every engine handler shares: directories, metadata, events, backing services.
+
+use std::path::PathBuf;
+
+use berth_rpc::Address;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::events::EventLog;
+
+/// Shared state of a running engine.
+pub struct Context {
+    /// Id of this installation, stable across restarts.
+    pub id: String,
+    /// Persistent data directory.
+    pub root: PathBuf,
+    /// Runtime state directory.
+    pub state: PathBuf,
+    /// The engine's metadata database.
+    pub db: sled::Db,
+    /// The event log.
+    pub events: EventLog,
+    /// The snapshotter service.
+    pub snapshotter: Backend,
+    /// The builder service.
+    pub builder: Backend,
+    /// Addresses the API is served on.
+    pub listen: Vec<Address>,
+    /// Warnings to show in `Info`.
+    pub warnings: Vec<String>,
+    /// Cancelled when the engine begins to shut down; ends long streams.
+    pub shutdown: CancellationToken,
+}
+
+/// Object counts for `Info`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    /// Containers in any state.
+    pub containers: u64,
+    /// Running containers.
+    pub running: u64,
+    /// Paused containers.
+    pub paused: u64,
+    /// Image records.
+    pub images: u64,
+}
+
+impl Context {
+    /// Counts containers (engine records) and images (snapshotter records).
+    pub async fn counts(&self) -> Result<Counts> {
+        let containers = self.db.open_tree(crate::metadata::CONTAINERS)?.len() as u64;
+        Ok(Counts {
+            containers,
+            ..Counts::default()
+        })
+    }
+}
