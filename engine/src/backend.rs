@@ -11,7 +11,7 @@ use berth_rpc::Address;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::EventLog;
 use crate::settings::{Backend as Source, Settings};
 use crate::supervisor::{self, ChildState, Supervised};
@@ -29,6 +29,11 @@ pub struct Backend {
     pub child: Option<Arc<Mutex<ChildState>>>,
 }
 
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 impl Backend {
     /// Connects to an external service, or starts and supervises an embedded one until
     /// `stop` is cancelled. The returned supervisor must be awaited on shutdown.
@@ -42,6 +47,17 @@ impl Backend {
         let (address, supervised) = match source {
             Source::External(addr) => (addr.clone(), None),
             Source::Embedded(bin) => {
+                if !is_executable(bin) {
+                    return Err(Error::Unavailable {
+                        service: name,
+                        message: format!(
+                            "{} is not an executable file; install berth-{name} beside \
+                             berth-engine, or name it with --{name}-bin, or use a running \
+                             one with --{name}-addr",
+                            bin.display()
+                        ),
+                    });
+                }
                 let socket = settings.common.state.join(format!("{name}.sock"));
                 let mut args: Vec<OsString> = vec![
                     "--root".into(),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod metadata;
+pub mod pending;
 pub mod server;
 pub mod settings;
 pub mod supervisor;

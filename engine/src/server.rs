@@ -81,7 +81,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         warnings,
         shutdown: shutdown.clone(),
     });
-    let set = ServiceSet::new("berth-engine").add(SystemService::server(ctx.clone()));
+    let set = crate::pending::add_all(
+        ServiceSet::new("berth-engine").with(SystemService::server(ctx.clone())),
+    );
 
     events.publish(
         "daemon",

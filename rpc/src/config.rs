@@ -16,7 +16,7 @@ use crate::logging::LogFormat;
 pub const DEFAULT_CONFIG: &str = "/etc/berth/config.toml";
 
 /// The tables a configuration file may hold.
-pub const SECTIONS: [&str; 3] = ["engine", "snapshotter", "builder"];
+pub const SECTIONS: [&str; 4] = ["engine", "snapshotter", "builder", "shim"];
 
 /// Settings shared by every service.
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -42,11 +42,11 @@ impl ServiceSet {
             health,
         };
         set.routes.add_service(health_server);
-        set.add(VersionService::server(component))
+        set.with(VersionService::server(component))
     }
 
     /// Adds a generated tonic server; it is reported SERVING once listening starts.
-    pub fn add<S>(mut self, svc: S) -> Self
+    pub fn with<S>(mut self, svc: S) -> Self
     where
         S: tower::Service<http::Request<tonic::body::Body>, Error = Infallible>
             + NamedService

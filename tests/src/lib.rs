@@ -97,6 +97,16 @@ impl Engine {
         engine
     }
 
+    /// Starts a new engine on the directories of `prev`, whose engine has exited.
+    pub async fn start_in(mut prev: Engine, extra: &[&str]) -> Engine {
+        if let Some(mut old) = prev.child.take() {
+            let _ = old.wait();
+        }
+        prev.child = Some(prev.command(extra).spawn().expect("spawn berth-engine"));
+        prev.wait_serving().await;
+        prev
+    }
+
     /// Starts an engine without waiting for it.
     pub fn spawn(extra: &[&str]) -> Engine {
         let root = tempfile::Builder::new()
@@ -199,8 +209,9 @@ impl Engine {
         let _ = kill(Pid::from_raw(self.pid()), sig);
     }
 
-    /// Waits for the engine to exit and returns its status.
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    /// Waits for the engine to exit and returns its status. Async, so that the test's own
+    /// client connections keep being served (answering the server's shutdown handshake).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let child = self.child.as_mut().expect("engine child");
         let deadline = Instant::now() + timeout;
         loop {
@@ -211,7 +222,7 @@ impl Engine {
                 Instant::now() < deadline,
                 "engine still running after {timeout:?}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -241,15 +252,10 @@ impl Drop for Engine {
             let _ = other.kill();
             let _ = other.wait();
         }
-        // Embedded services stop on their own when the engine dies; make sure of it.
-        for pid in services {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if alive(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+        // Embedded services would stop on their own (after draining, which waits for this
+        // test's idle connections); tests that check that do so explicitly.
+        for pid in services.into_iter().filter(|p| alive(*p)) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
 }
