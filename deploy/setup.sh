@@ -11,20 +11,23 @@
 #   1. apt-get installs the build tools that are missing (gcc, pkg-config, curl, git, ...)
 #   2. installs Rust with rustup, only when `cargo` is not found
 #   3. cargo build --release --bins
-#   4. installs berth-engine, berth-snapshotter, berth-builder, berthctl to /usr/local/bin
+#   4. installs berth-engine, berth-snapshotter, berth-builder, berthctl (and berth-shim)
+#      to /usr/local/bin
 #   5. starts berth-engine in the background (it starts the snapshotter and builder itself),
 #      logging to /var/log/berth-engine.log, and waits until `berthctl info` answers
 #
-# Environment: PREFIX (default /usr/local), BERTH_STATE (default /run/berth),
-# BERTH_LOG (default /var/log/berth-engine.log).
+# Environment: PREFIX (default /usr/local), BERTH_LOG (default /var/log/berth-engine.log).
 set -euo pipefail
 
 PREFIX=${PREFIX:-/usr/local}
 BIN_DIR="$PREFIX/bin"
-STATE_DIR=${BERTH_STATE:-/run/berth}
+STATE_DIR=/run/berth
 LOG_FILE=${BERTH_LOG:-/var/log/berth-engine.log}
 PID_FILE="$STATE_DIR/engine.pid"
 BINARIES=(berth-engine berth-snapshotter berth-builder berthctl)
+# Installed too when the build makes them: the per-container shim the engine starts from
+# beside its own executable. (Running shims keep their old binary; new ones get the new.)
+OPTIONAL_BINARIES=(berth-shim)
 # The binaries the running engine executes; a change in any of them restarts it.
 DAEMONS=(berth-engine berth-snapshotter berth-builder)
 START_TIMEOUT=30
@@ -91,6 +94,9 @@ cd "$REPO_ROOT"
 cargo build --release --bins
 for b in "${BINARIES[@]}"; do
     [ -x "target/release/$b" ] || die "the build did not produce target/release/$b"
+done
+for b in "${OPTIONAL_BINARIES[@]}"; do
+    if [ -x "target/release/$b" ]; then BINARIES+=("$b"); fi
 done
 
 # ---------------------------------------------------------------------------------------
@@ -172,12 +178,13 @@ fi
 
 mkdir -p "$BIN_DIR"
 for b in "${BINARIES[@]}"; do
-    install -m 0755 "target/release/$b" "$BIN_DIR/$b"
-    info "installed $BIN_DIR/$b"
+    if cmp -s "target/release/$b" "$BIN_DIR/$b"; then
+        info "up to date: $BIN_DIR/$b"
+    else
+        install -m 0755 "target/release/$b" "$BIN_DIR/$b"
+        info "installed $BIN_DIR/$b"
+    fi
 done
-if [ ${#changed[@]} -eq 0 ]; then
-    info "daemon binaries unchanged"
-fi
 
 # ---------------------------------------------------------------------------------------
 step "Starting berth-engine"

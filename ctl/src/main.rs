@@ -26,6 +26,15 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Like cat or docker: a closed stdout (`berthctl … | head`) ends us quietly instead of
+    // a panic on the next write.
+    // SAFETY: no other thread exists yet, and SIG_DFL is always a valid disposition.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -40,12 +49,6 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // A closed stdout (e.g. `| head`) is not an error worth a message.
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            {
-                return ExitCode::SUCCESS;
-            }
             eprintln!("berthctl: {e}");
             ExitCode::FAILURE
         }

@@ -6,6 +6,9 @@ use berth_rpc::Address;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
+use berth_proto::images::v1::images_client::ImagesClient;
+use berth_proto::images::v1::ListRequest;
+
 use crate::error::Result;
 use crate::events::EventLog;
 
@@ -48,10 +51,22 @@ pub struct Counts {
 
 impl Context {
     /// Counts containers (engine records) and images (snapshotter records).
-    pub async fn counts(&self) -> Result<Counts> {
+    pub async fn counts(&self, warnings: &mut Vec<String>) -> Result<Counts> {
         let containers = self.db.open_tree(crate::metadata::CONTAINERS)?.len() as u64;
+        let mut images = ImagesClient::new(self.snapshotter.channel.clone());
+        let images = match images.list(ListRequest::default()).await {
+            Ok(list) => list.into_inner().images.len() as u64,
+            // A snapshotter without image records yet has none to count.
+            Err(s) if s.code() == tonic::Code::Unimplemented => 0,
+            // Info must still answer while the snapshotter restarts; say why it is 0.
+            Err(s) => {
+                warnings.push(format!("image count unavailable: {}", s.message()));
+                0
+            }
+        };
         Ok(Counts {
             containers,
+            images,
             ..Counts::default()
         })
     }

@@ -64,7 +64,8 @@ impl System for SystemService {
         let ctx = &self.ctx;
         let layout = CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup"));
         let (snap, build) = tokio::join!(ctx.snapshotter.status(), ctx.builder.status());
-        let counts = ctx.counts().await?;
+        let mut warnings = ctx.warnings.clone();
+        let counts = ctx.counts(&mut warnings).await?;
         Ok(Response::new(InfoResponse {
             id: ctx.id.clone(),
             root_dir: ctx.root.display().to_string(),
@@ -88,7 +89,7 @@ impl System for SystemService {
             services: vec![snap, build],
             listen_addresses: ctx.listen.iter().map(ToString::to_string).collect(),
             last_event_seq: ctx.events.latest_seq(),
-            warnings: ctx.warnings.clone(),
+            warnings,
         }))
     }
 

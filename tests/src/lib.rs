@@ -35,6 +35,13 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `berth-engine` that ignores the host's configuration file.
+pub fn engine_command() -> Command {
+    let mut cmd = Command::new(bin("berth-engine"));
+    cmd.args(["--config", "/dev/null"]);
+    cmd
+}
+
 /// True when the process with `pid` still exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -136,6 +143,10 @@ impl Engine {
             .open(&self.log)
             .expect("open engine log");
         let mut cmd = Command::new(bin("berth-engine"));
+        // Hermetic: never pick up the host's /etc/berth/config.toml.
+        if !extra.contains(&"--config") {
+            cmd.args(["--config", "/dev/null"]);
+        }
         cmd.arg("--root")
             .arg(self.root.path())
             .arg("--state")

@@ -67,7 +67,7 @@ async fn the_engine_uses_services_run_by_something_else() {
     let mut services = Vec::new();
     for name in ["snapshotter", "builder"] {
         let child = Command::new(bin(&format!("berth-{name}")))
-            .arg("--root")
+            .args(["--config", "/dev/null", "--root"])
             .arg(&root)
             .arg("--state")
             .arg(&state)
@@ -104,7 +104,7 @@ async fn the_engine_uses_services_run_by_something_else() {
 #[test]
 fn a_missing_service_binary_fails_the_start_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin("berth-engine"))
+    let out = berth_tests::engine_command()
         .arg("--root")
         .arg(dir.path().join("root"))
         .arg("--state")

@@ -168,7 +168,7 @@ async fn tcp_with_mutual_tls_needs_a_client_certificate_from_the_ca() {
 fn tcp_without_tls_is_refused() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(berth_tests::bin("berth-engine"))
+    let out = berth_tests::engine_command()
         .arg("--state")
         .arg(dir.path())
         .args(["--listen", &format!("tcp://127.0.0.1:{port}")])
@@ -186,7 +186,7 @@ fn tcp_without_tls_is_refused() {
 
 #[test]
 fn partial_tls_flags_are_refused() {
-    let out = std::process::Command::new(berth_tests::bin("berth-engine"))
+    let out = berth_tests::engine_command()
         .args(["--listen", "tcp://127.0.0.1:1", "--tlscert", "/x.pem"])
         .output()
         .unwrap();
