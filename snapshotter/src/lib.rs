@@ -1,6 +1,15 @@
 //! berth-snapshotter: owns image data — blobs by digest (content), layers as overlayfs
 //! snapshots, and image records — and pulls and pushes them through `registry-client`.
 
+pub mod content;
+pub mod digest;
+pub mod error;
+pub mod layer;
+pub mod metadata;
+pub mod snapshots;
+
+pub use error::{Error, Result};
+
 use berth_proto::content::v1::content_server::{self, ContentServer};
 use berth_proto::images::v1::images_server::{self, ImagesServer};
 use berth_proto::snapshots::v1::snapshots_server::{self, SnapshotsServer};

@@ -1,0 +1,1 @@
+//! The content store: immutable blobs by digest, written through resumable ingests.

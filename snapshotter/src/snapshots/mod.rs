@@ -1,0 +1,1 @@
+//! Snapshots: overlayfs layers as parent chains of directories.
