@@ -39,13 +39,14 @@ pub async fn serve_on_socket(set: ServiceSet, socket: &Path, group: Option<&str>
 }
 
 /// A whole service `main`: `section` names both the config table and the default socket
-/// (`<state>/<section>.sock`); `build` makes the services once settings are known.
-pub fn main(
-    component: &'static str,
-    section: &str,
-    args: ServiceArgs,
-    build: impl FnOnce(&Settings) -> Result<ServiceSet>,
-) -> ExitCode {
+/// (`<state>/<section>.sock`); `build` makes the services once settings are known (opening
+/// whatever state they keep).
+pub fn main<F, Fut, E>(component: &'static str, section: &str, args: ServiceArgs, build: F) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<ServiceSet, E>>,
+    E: std::fmt::Display,
+{
     let (settings, file): (Settings, FileConfig) = match args.common.load(section) {
         Ok(v) => v,
         Err(e) => {
@@ -60,10 +61,12 @@ pub fn main(
         .unwrap_or_else(|| settings.state.join(format!("{section}.sock")));
     let group = args.socket_group.or(file.socket_group);
     let run = async {
-        crate::listen::create_dir(&settings.root, 0o711)?;
-        let set = build(&settings)?;
+        crate::listen::create_dir(&settings.root, 0o711).map_err(|e| e.to_string())?;
+        let set = build(settings.clone()).await.map_err(|e| e.to_string())?;
         tracing::info!(component, socket = %socket.display(), "starting");
-        serve_on_socket(set, &socket, group.as_deref()).await
+        serve_on_socket(set, &socket, group.as_deref())
+            .await
+            .map_err(|e| e.to_string())
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

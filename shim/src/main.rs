@@ -10,7 +10,7 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    berth_rpc::daemon::main("berth-shim", "shim", args.service, |_| {
-        Ok(berth_shim::services())
+    berth_rpc::daemon::main("berth-shim", "shim", args.service, |_| async {
+        Ok::<_, std::convert::Infallible>(berth_shim::services())
     })
 }

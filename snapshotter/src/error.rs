@@ -66,6 +66,14 @@ pub enum Error {
     /// Shared plumbing (directories, sockets) failed.
     #[error(transparent)]
     Rpc(#[from] berth_rpc::Error),
+    /// A read or write position lies past the end of the data (e.g. reading a blob at an
+    /// offset beyond its size).
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A call to another service failed with a status that has no domain meaning here
+    /// (unavailable, internal, …); kept whole so it reaches our own callers unchanged.
+    #[error("remote call failed ({}): {}", .0.code(), .0.message())]
+    Remote(tonic::Status),
 }
 
 /// Result with the snapshotter's [`Error`].
@@ -113,6 +121,8 @@ impl From<Error> for tonic::Status {
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => Status::data_loss(msg),
             Error::Io { .. } | Error::Metadata(_) => Status::internal(msg),
             Error::Rpc(e) => e.into(),
+            Error::OutOfRange(_) => Status::out_of_range(msg),
+            Error::Remote(status) => status,
         }
     }
 }

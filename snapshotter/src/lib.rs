@@ -1,12 +1,17 @@
 //! berth-snapshotter: owns image data — blobs by digest (content), layers as overlayfs
 //! snapshots, and image records — and pulls and pushes them through `registry-client`.
 
+// pending helper APIs: pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod error;
+// pending helper APIs: pub mod gc;
+pub mod images;
 pub mod layer;
 pub mod metadata;
+pub mod mount;
 pub mod snapshots;
+// pending helper APIs: pub mod store;
 
 pub use error::{Error, Result};
 

@@ -1,6 +1,8 @@
 //! Fixtures for the end-to-end tests: start the real berth binaries in temporary
 //! directories, hand out typed clients, and clean up every process they started.
 
+pub mod image;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -33,6 +35,20 @@ pub fn bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// True when the test may do what needs root (mounts, namespaces). Without root it is
+/// skipped — unless `CI` is set, where a missing capability is a failure.
+pub fn need_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "this test needs root, and CI is set: run the suite as root"
+    );
+    eprintln!("skipped: needs root");
+    false
 }
 
 /// `berth-engine` that ignores the host's configuration file.
