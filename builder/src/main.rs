@@ -10,7 +10,10 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    berth_rpc::daemon::main("berth-builder", "builder", args.service, |settings| async move {
-        Ok::<_, std::convert::Infallible>(berth_builder::services(&settings))
-    })
+    berth_rpc::daemon::main(
+        "berth-builder",
+        "builder",
+        args.service,
+        |settings| async move { Ok::<_, std::convert::Infallible>(berth_builder::services(&settings)) },
+    )
 }

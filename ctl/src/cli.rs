@@ -51,6 +51,25 @@ pub enum Command {
     Version(FormatArgs),
     /// Show information about the engine and the host
     Info(FormatArgs),
+    /// List images
+    Images(ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Show low-level information on images as JSON
+    Inspect(ImageInspectArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Load images from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
     /// Manage the engine as a whole
     #[command(subcommand)]
     System(SystemCommand),
@@ -65,6 +84,183 @@ pub enum SystemCommand {
     Events(EventsArgs),
     /// Show information about the engine and the host (same as `info`)
     Info(FormatArgs),
+    /// Show disk usage
+    Df(DfArgs),
+}
+
+/// `image …`
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Show detailed information on one or more images as JSON
+    Inspect(ImageInspectArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove", alias = "rmi")]
+    Rm(RmiArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Load images from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+}
+
+/// `images`, `image ls`
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only images of this repository (a pattern, like --filter reference=)
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub repository: Option<String>,
+    /// Show all images (berth keeps no intermediate images, so this changes nothing)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Output format (json: one object per line)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `image inspect`, `inspect`
+#[derive(Debug, Args)]
+pub struct ImageInspectArgs {
+    /// Images: names or ids
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Output format (always a JSON array; accepted for symmetry with other commands)
+    #[arg(short, long, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+}
+
+/// `tag`, `image tag`
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Existing image: name or id
+    #[arg(value_name = "SOURCE_IMAGE[:TAG]")]
+    pub source: String,
+    /// New name
+    #[arg(value_name = "TARGET_IMAGE[:TAG]")]
+    pub target: String,
+}
+
+/// `rmi`, `image rm`
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Images: names or ids
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Force removal of the image (e.g. an id referenced in several repositories)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Do not delete untagged parents
+    #[arg(long)]
+    pub no_prune: bool,
+}
+
+/// `history`, `image history`
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Image: name or id
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format (json: one object per line)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `load`, `image load`
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from a tar archive file instead of STDIN
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Suppress the load progress
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `save`, `image save`
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Images: names or ids
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+    /// Write to a file instead of STDOUT
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `import`, `image import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Root filesystem tar (uncompressed, gzip or zstd), or - for STDIN
+    #[arg(value_name = "FILE|-")]
+    pub file: String,
+    /// Name of the new image
+    #[arg(value_name = "REPOSITORY[:TAG]")]
+    pub reference: Option<String>,
+    /// Apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR)
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Commit message for the imported image
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Platform recorded in the image, os/arch[/variant] (default: the engine's)
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// `image prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+    /// Filter: until=TIME|DURATION, label=KEY[=VALUE], label!=KEY[=VALUE]
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// `system df`
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Show detailed information on space usage
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Output format (json: one object per line; with -v one object)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
 }
 
 /// `--format`
@@ -97,4 +293,14 @@ pub struct EventsArgs {
 pub struct CompletionArgs {
     /// Shell to generate for
     pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, SystemCommand};
+use cli::{Cli, Command, ImageCommand, SystemCommand};
 
 async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -18,6 +18,30 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
             commands::info::run(g, a).await
         }
         Command::System(SystemCommand::Events(a)) => commands::events::run(g, a).await,
+        Command::System(SystemCommand::Df(a)) => commands::df::run(g, a).await,
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => {
+            commands::images::list(g, a).await
+        }
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => {
+            commands::images::inspect(g, a).await
+        }
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(g, a).await,
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => {
+            commands::images::remove(g, a).await
+        }
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            commands::images::history(g, a).await
+        }
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => {
+            commands::transfer::load(g, a).await
+        }
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
+            commands::transfer::save(g, a).await
+        }
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            commands::transfer::import(g, a).await
+        }
+        Command::Image(ImageCommand::Prune(a)) => commands::images::prune(g, a).await,
         Command::Completion(a) => {
             commands::completion::run(a);
             Ok(())
@@ -48,6 +72,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Already reported, item by item.
+        Err(e) if e.is::<commands::Reported>() => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("berthctl: {e}");
             ExitCode::FAILURE

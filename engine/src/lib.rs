@@ -7,6 +7,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod host;
+pub mod images;
 pub mod metadata;
 pub mod pending;
 pub mod server;

@@ -13,6 +13,7 @@ use crate::backend::Backend;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events::EventLog;
+use crate::images::ImagesService;
 use crate::settings::{ServerTls, Settings};
 use crate::supervisor::START_TIMEOUT;
 use crate::system::SystemService;
@@ -82,7 +83,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         shutdown: shutdown.clone(),
     });
     let set = crate::pending::add_all(
-        ServiceSet::new("berth-engine").with(SystemService::server(ctx.clone())),
+        ServiceSet::new("berth-engine")
+            .with(SystemService::server(ctx.clone()))
+            .with(ImagesService::server(ctx.clone())),
     );
 
     events.publish(

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use berth_proto::engine::v1::system_server::{System, SystemServer};
 use berth_proto::engine::v1::{
-    ComponentVersion, Event, EventsRequest, InfoRequest, InfoResponse, VersionRequest,
-    VersionResponse,
+    ComponentVersion, DiskUsageRequest, DiskUsageResponse, Event, EventsRequest, InfoRequest,
+    InfoResponse, VersionRequest, VersionResponse,
 };
 use futures::StreamExt;
 use tonic::{Request, Response, Status};
@@ -91,6 +91,13 @@ impl System for SystemService {
             last_event_seq: ctx.events.latest_seq(),
             warnings,
         }))
+    }
+
+    async fn disk_usage(
+        &self,
+        _: Request<DiskUsageRequest>,
+    ) -> Result<Response<DiskUsageResponse>, Status> {
+        Ok(Response::new(crate::images::disk_usage(&self.ctx).await?))
     }
 
     async fn events(&self, req: Request<EventsRequest>) -> Result<Response<Stream<Event>>, Status> {

@@ -200,7 +200,10 @@ impl Reference {
             path
         };
         if domain.len() + 1 + path.len() > NAME_MAX {
-            return Err(invalid(s, format!("repository name longer than {NAME_MAX} characters")));
+            return Err(invalid(
+                s,
+                format!("repository name longer than {NAME_MAX} characters"),
+            ));
         }
         let tag = match (&tag, &digest) {
             (None, None) => Some(DEFAULT_TAG.to_string()),
@@ -322,17 +325,57 @@ mod tests {
     #[test]
     fn normalises_like_docker() {
         for (input, full, short) in [
-            ("busybox", "docker.io/library/busybox:latest", "busybox:latest"),
-            ("busybox:1.36", "docker.io/library/busybox:1.36", "busybox:1.36"),
+            (
+                "busybox",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
+            (
+                "busybox:1.36",
+                "docker.io/library/busybox:1.36",
+                "busybox:1.36",
+            ),
             ("user/app", "docker.io/user/app:latest", "user/app:latest"),
-            ("docker.io/busybox", "docker.io/library/busybox:latest", "busybox:latest"),
-            ("index.docker.io/library/busybox", "docker.io/library/busybox:latest", "busybox:latest"),
-            ("localhost/app", "localhost/app:latest", "localhost/app:latest"),
-            ("localhost:5000/a/b:v1", "localhost:5000/a/b:v1", "localhost:5000/a/b:v1"),
-            ("127.0.0.1:5000/app", "127.0.0.1:5000/app:latest", "127.0.0.1:5000/app:latest"),
-            ("ghcr.io/o/r/x:tag", "ghcr.io/o/r/x:tag", "ghcr.io/o/r/x:tag"),
-            ("[::1]:5000/app", "[::1]:5000/app:latest", "[::1]:5000/app:latest"),
-            ("my-app__x.y", "docker.io/library/my-app__x.y:latest", "my-app__x.y:latest"),
+            (
+                "docker.io/busybox",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
+            (
+                "index.docker.io/library/busybox",
+                "docker.io/library/busybox:latest",
+                "busybox:latest",
+            ),
+            (
+                "localhost/app",
+                "localhost/app:latest",
+                "localhost/app:latest",
+            ),
+            (
+                "localhost:5000/a/b:v1",
+                "localhost:5000/a/b:v1",
+                "localhost:5000/a/b:v1",
+            ),
+            (
+                "127.0.0.1:5000/app",
+                "127.0.0.1:5000/app:latest",
+                "127.0.0.1:5000/app:latest",
+            ),
+            (
+                "ghcr.io/o/r/x:tag",
+                "ghcr.io/o/r/x:tag",
+                "ghcr.io/o/r/x:tag",
+            ),
+            (
+                "[::1]:5000/app",
+                "[::1]:5000/app:latest",
+                "[::1]:5000/app:latest",
+            ),
+            (
+                "my-app__x.y",
+                "docker.io/library/my-app__x.y:latest",
+                "my-app__x.y:latest",
+            ),
         ] {
             let r = Reference::parse(input).unwrap();
             assert_eq!(r.to_string(), full, "{input}");
@@ -369,7 +412,7 @@ mod tests {
             "host:notaport/app",
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             "UPPER.example.com/App",
-            &format!("{}", "a".repeat(300)),
+            &"a".repeat(300),
             "busybox:tag with space",
             "../../etc",
         ] {
@@ -381,10 +424,7 @@ mod tests {
     fn retagging_and_digests() {
         let r = Reference::parse("busybox").unwrap();
         assert_eq!(r.with_tag("v1").unwrap().familiar(), "busybox:v1");
-        assert_eq!(
-            r.with_digest(D).unwrap().familiar(),
-            format!("busybox@{D}")
-        );
+        assert_eq!(r.with_digest(D).unwrap().familiar(), format!("busybox@{D}"));
         assert!(r.with_tag("bad tag").is_err());
     }
 }

@@ -41,7 +41,12 @@ pub async fn serve_on_socket(set: ServiceSet, socket: &Path, group: Option<&str>
 /// A whole service `main`: `section` names both the config table and the default socket
 /// (`<state>/<section>.sock`); `build` makes the services once settings are known (opening
 /// whatever state they keep).
-pub fn main<F, Fut, E>(component: &'static str, section: &str, args: ServiceArgs, build: F) -> ExitCode
+pub fn main<F, Fut, E>(
+    component: &'static str,
+    section: &str,
+    args: ServiceArgs,
+    build: F,
+) -> ExitCode
 where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = std::result::Result<ServiceSet, E>>,

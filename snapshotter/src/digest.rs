@@ -17,7 +17,9 @@ impl Digest {
     /// Parses and validates a digest string.
     pub fn parse(s: &str) -> Result<Self> {
         let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::InvalidArgument(format!("invalid digest {s:?}: expected sha256:<64 hex digits>"))
+            Error::InvalidArgument(format!(
+                "invalid digest {s:?}: expected sha256:<64 hex digits>"
+            ))
         })?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(Error::InvalidArgument(format!(

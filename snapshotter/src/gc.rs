@@ -5,10 +5,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::content::{ContentStore, Filters as ContentFilters};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::images::walk::walk;
-use crate::snapshots::Kind;
+use crate::snapshots::{Filters as SnapshotFilters, Kind, Snapshotter};
 use crate::store::Store;
 
 /// What a collection removed.
@@ -38,7 +39,7 @@ pub fn collect(store: &Store) -> Result<Report> {
             Err(e) => tracing::warn!(image = %record.name, error = %e, "cannot walk image"),
         }
     }
-    let snapshots = rt.block_on(store.snapshots.list())?;
+    let snapshots = rt.block_on(store.snapshots.list(&SnapshotFilters::default()))?;
     let parents: HashMap<String, String> = snapshots
         .iter()
         .map(|s| (s.name.clone(), s.parent.clone()))
@@ -56,7 +57,10 @@ pub fn collect(store: &Store) -> Result<Report> {
     }
     let mut report = Report::default();
     // Children before parents: a snapshot with children cannot be removed.
-    let mut doomed: Vec<_> = snapshots.iter().filter(|s| !keep.contains(&s.name)).collect();
+    let mut doomed: Vec<_> = snapshots
+        .iter()
+        .filter(|s| !keep.contains(&s.name))
+        .collect();
     while !doomed.is_empty() {
         let has_child: BTreeSet<&str> = doomed.iter().map(|s| s.parent.as_str()).collect();
         let (leaves, rest): (Vec<_>, Vec<_>) = doomed
@@ -68,7 +72,7 @@ pub fn collect(store: &Store) -> Result<Report> {
         for s in leaves {
             let size = rt
                 .block_on(store.snapshots.usage(&s.name))
-                .map(|u| u.size.max(0) as u64)
+                .map(|u| u.size)
                 .unwrap_or(0);
             match rt.block_on(store.snapshots.remove(&s.name)) {
                 Ok(()) => {
@@ -80,12 +84,12 @@ pub fn collect(store: &Store) -> Result<Report> {
         }
         doomed = rest;
     }
-    for info in store.content.list()? {
+    for info in rt.block_on(store.content.list(&ContentFilters::default()))? {
         if blobs.contains(info.digest.as_str()) {
             continue;
         }
         let digest: Digest = info.digest.clone();
-        match store.content.delete(&digest) {
+        match rt.block_on(store.content.delete(&digest)) {
             Ok(()) => {
                 report.blobs += 1;
                 report.reclaimed += info.size;
@@ -93,6 +97,11 @@ pub fn collect(store: &Store) -> Result<Report> {
             Err(e) => tracing::warn!(digest = %digest, error = %e, "cannot delete blob"),
         }
     }
-    tracing::info!(blobs = report.blobs, snapshots = report.snapshots, reclaimed = report.reclaimed, "garbage collected");
+    tracing::info!(
+        blobs = report.blobs,
+        snapshots = report.snapshots,
+        reclaimed = report.reclaimed,
+        "garbage collected"
+    );
     Ok(report)
 }

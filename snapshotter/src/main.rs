@@ -14,6 +14,6 @@ fn main() -> std::process::ExitCode {
         "berth-snapshotter",
         "snapshotter",
         args.service,
-        |settings| Ok(berth_snapshotter::services(settings)),
+        |settings| async move { berth_snapshotter::services(&settings).await },
     )
 }

@@ -59,7 +59,7 @@ impl From<Mount> for berth_proto::types::v1::Mount {
 }
 
 /// Mount options split the way the kernel takes them.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Options {
     /// Flags for the first `mount(2)` call.
     flags: MsFlags,
@@ -113,7 +113,11 @@ const PROPAGATION_WORDS: &[(&str, MsFlags)] = &[
 ];
 
 fn parse_options(options: &[String]) -> Options {
-    let mut out = Options::default();
+    let mut out = Options {
+        flags: MsFlags::empty(),
+        propagation: MsFlags::empty(),
+        data: Vec::new(),
+    };
     for opt in options {
         if let Some((_, clear, flag)) = FLAG_WORDS.iter().find(|(w, _, _)| w == opt) {
             if *clear {
@@ -165,9 +169,8 @@ fn relative_overlay_data(data: &[String]) -> Option<(PathBuf, Vec<String>)> {
     {
         common = common.parent()?.to_path_buf();
     }
-    if common.parent().is_none() {
-        return None;
-    }
+    // Only "/" in common: nothing to shorten.
+    common.parent()?;
     let rel = |p: &str| -> String {
         Path::new(p)
             .strip_prefix(&common)
@@ -355,12 +358,7 @@ pub fn unmount(target: &Path) -> Result<()> {
         match unmount_one(target) {
             Ok(()) => continue,
             Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("unmount {}", target.display()),
-                    e.into(),
-                ))
-            }
+            Err(e) => return Err(Error::io(format!("unmount {}", target.display()), e.into())),
         }
     }
     Err(Error::FailedPrecondition(format!(
@@ -458,7 +456,9 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     while i < bytes.len() {
         if let (b'\\', Some(oct)) = (bytes[i], bytes.get(i + 1..i + 4)) {
             if oct.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let v = oct.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                let v = oct
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 if let Ok(b) = u8::try_from(v) {
                     out.push(b);
                     i += 4;
@@ -511,7 +511,12 @@ mod tests {
         assert_eq!(dir, Path::new("/var/lib/berth/snapshots"));
         assert_eq!(
             rel,
-            vec!["index=off", "workdir=9/work", "upperdir=9/fs", "lowerdir=8/fs:7/fs"]
+            vec![
+                "index=off",
+                "workdir=9/work",
+                "upperdir=9/fs",
+                "lowerdir=8/fs:7/fs"
+            ]
         );
         // Nothing in common but "/": no rewrite.
         assert!(relative_overlay_data(&["lowerdir=/a/x:/b/y".to_string()]).is_none());
@@ -594,7 +599,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         // A deep common parent makes the absolute option string exceed a page while the
         // relative one fits.
-        let base = tmp.path().join("a-rather-long-directory-name-for-snapshots".repeat(2));
+        let base = tmp
+            .path()
+            .join("a-rather-long-directory-name-for-snapshots".repeat(2));
         let mut lowers = Vec::new();
         for i in 0..60 {
             let d = base.join(format!("{i}")).join("fs");

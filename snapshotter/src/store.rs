@@ -52,6 +52,13 @@ impl Store {
     }
 }
 
+impl Store {
+    /// True when the content store has `digest`.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.content.path(digest).is_file()
+    }
+}
+
 impl BlobReader for Store {
     fn read_blob(&self, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         use std::io::Read;

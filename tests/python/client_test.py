@@ -131,6 +131,8 @@ def main():
         version_grpc = importlib.import_module("berth.version.v1.version_pb2_grpc")
         system_pb2 = importlib.import_module("berth.engine.v1.system_pb2")
         system_grpc = importlib.import_module("berth.engine.v1.system_pb2_grpc")
+        volumes_pb2 = importlib.import_module("berth.engine.v1.volumes_pb2")
+        volumes_grpc = importlib.import_module("berth.engine.v1.volumes_pb2_grpc")
         health_pb2, health_grpc, health_from = health_modules(out_dir)
         print(f"health stubs from {health_from}")
 
@@ -152,6 +154,7 @@ def main():
         print(f"connected to {target}")
 
         system = system_grpc.SystemStub(channel)
+        volumes = volumes_grpc.VolumesStub(channel)
         version = version_grpc.VersionStub(channel)
         health = health_grpc.HealthStub(channel)
         checks = Checks()
@@ -197,24 +200,31 @@ def main():
             assert r.server_version, "server_version is empty"
             return f"id {r.id or '-'}, state_dir {r.state_dir}, {len(r.services)} services"
 
-        def disk_usage_unimplemented():
+        def disk_usage():
+            r = system.DiskUsage(system_pb2.DiskUsageRequest(), timeout=CALL_TIMEOUT)
+            kinds = [e.kind for e in r.entries]
+            assert "images" in kinds, f"kinds are {kinds!r}, want 'images' among them"
+            return ", ".join(f"{e.kind} {e.total}" for e in r.entries)
+
+        def volumes_list_unimplemented():
             try:
-                system.DiskUsage(system_pb2.DiskUsageRequest(), timeout=CALL_TIMEOUT)
+                volumes.List(volumes_pb2.VolumesListRequest(), timeout=CALL_TIMEOUT)
             except grpc.RpcError as e:
                 assert e.code() == grpc.StatusCode.UNIMPLEMENTED, (
                     f"code is {e.code().name} ({e.details()!r}), want UNIMPLEMENTED"
                 )
-                assert "DiskUsage" in (e.details() or ""), (
-                    f"details {e.details()!r} do not name DiskUsage"
+                assert "Volumes/List" in (e.details() or ""), (
+                    f"details {e.details()!r} do not name Volumes/List"
                 )
                 return e.details()
-            raise AssertionError("DiskUsage answered OK, want UNIMPLEMENTED")
+            raise AssertionError("Volumes/List answered OK, want UNIMPLEMENTED")
 
         checks.check("berth.engine.v1.System/Version", system_version)
         checks.check("berth.version.v1.Version/Version", own_version)
         checks.check("grpc.health.v1.Health/Check", health_check)
         checks.check("berth.engine.v1.System/Info", info)
-        checks.check("berth.engine.v1.System/DiskUsage is UNIMPLEMENTED", disk_usage_unimplemented)
+        checks.check("berth.engine.v1.System/DiskUsage", disk_usage)
+        checks.check("berth.engine.v1.Volumes/List is UNIMPLEMENTED", volumes_list_unimplemented)
         channel.close()
 
     total = checks.passed + len(checks.failed)

@@ -46,6 +46,8 @@ pub fn layer_tar(files: &[File<'_>]) -> Vec<u8> {
         for d in chain.into_iter().rev() {
             if dirs.insert(d.clone()) {
                 let mut h = tar::Header::new_gnu();
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
                 h.set_size(0);
@@ -54,6 +56,8 @@ pub fn layer_tar(files: &[File<'_>]) -> Vec<u8> {
             }
         }
         let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mode(f.mode);
         h.set_size(f.data.len() as u64);
         h.set_mtime(1_700_000_000);
@@ -163,6 +167,8 @@ pub fn host_arch() -> &'static str {
 
 fn append(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
     let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
     h.set_mode(0o644);
     h.set_size(data.len() as u64);
     b.append_data(&mut h, path, data).unwrap();
@@ -223,6 +229,8 @@ pub fn legacy_docker_archive(img: &TestImage, repo_tag: &str) -> Vec<u8> {
         match first_dir_for.get(&digest(l)) {
             Some(existing) => {
                 let mut h = tar::Header::new_gnu();
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
                 b.append_link(&mut h, &path, format!("../{existing}/layer.tar"))

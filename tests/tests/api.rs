@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use berth_proto::engine::v1::system_client::SystemClient;
-use berth_proto::engine::v1::{DiskUsageRequest, EventsRequest, VersionRequest};
+use berth_proto::engine::v1::volumes_client::VolumesClient;
+use berth_proto::engine::v1::{EventsRequest, VersionRequest, VolumesListRequest};
 use berth_rpc::Address;
 use berth_tests::Engine;
 use nix::sys::signal::{kill, Signal};
@@ -35,13 +36,13 @@ async fn version_names_every_component() {
 #[tokio::test]
 async fn unimplemented_rpcs_name_themselves() {
     let engine = Engine::start(&[]).await;
-    let err = SystemClient::new(engine.channel().await)
-        .disk_usage(DiskUsageRequest {})
+    let err = VolumesClient::new(engine.channel().await)
+        .list(VolumesListRequest::default())
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(
-        err.message().contains("berth.engine.v1.System/DiskUsage"),
+        err.message().contains("berth.engine.v1.Volumes/List"),
         "{}",
         err.message()
     );

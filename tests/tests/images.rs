@@ -78,7 +78,12 @@ fn snapshot_dirs(engine: &Engine) -> usize {
     std::fs::read_dir(engine.root.path().join("snapshots"))
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
                 .count()
         })
         .unwrap_or(0)
@@ -95,7 +100,10 @@ async fn load_unpacks_shared_layers_once_and_inspect_describes_the_image() {
     let loaded = load(&mut c, archive).await.unwrap();
     assert_eq!(
         loaded,
-        ["docker.io/library/app:v1", "localhost:5000/team/other:latest"]
+        [
+            "docker.io/library/app:v1",
+            "localhost:5000/team/other:latest"
+        ]
     );
     // Base, app layer, other layer: three snapshots, not four.
     assert_eq!(snapshot_dirs(&engine), 3);
@@ -108,7 +116,12 @@ async fn load_unpacks_shared_layers_once_and_inspect_describes_the_image() {
         .unwrap()
         .into_inner();
     assert_eq!(info.config.unwrap().digest, built[0].config);
-    assert!(info.unpacked && info.size > 0, "{} {}", info.unpacked, info.size);
+    assert!(
+        info.unpacked && info.size > 0,
+        "{} {}",
+        info.unpacked,
+        info.size
+    );
     assert_eq!(info.layers.len(), 2);
     let config: serde_json::Value = serde_json::from_slice(&info.config_json).unwrap();
     assert_eq!(config["config"]["Cmd"], json!(["/bin/busybox", "true"]));
@@ -139,7 +152,10 @@ async fn save_then_load_elsewhere_keeps_every_digest() {
     let mut c2 = images(&second).await;
     load(&mut c2, saved.clone()).await.unwrap();
     assert_eq!(names(&mut c2).await, names(&mut c).await);
-    for (name, b) in [("app:v1", &built[0]), ("localhost:5000/team/other", &built[1])] {
+    for (name, b) in [
+        ("app:v1", &built[0]),
+        ("localhost:5000/team/other", &built[1]),
+    ] {
         let i = c2
             .inspect(InspectRequest {
                 name: name.into(),
@@ -162,8 +178,15 @@ async fn saved_archives_are_read_by_skopeo_in_both_formats() {
     if !need_root() {
         return;
     }
-    if std::process::Command::new("skopeo").arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "skopeo missing under CI: deploy/test.sh installs it");
+    if std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "skopeo missing under CI: deploy/test.sh installs it"
+        );
         eprintln!("skipped: skopeo is not installed");
         return;
     }
@@ -181,13 +204,21 @@ async fn saved_archives_are_read_by_skopeo_in_both_formats() {
             .arg(format!("{transport}:{}", path.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{transport}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = std::process::Command::new("skopeo")
-            .args(["inspect", "--config"])
+            .args(["inspect", "--config", "--raw"])
             .arg(format!("{transport}:{}", path.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{transport}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{transport}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(image::digest(&out.stdout), built[0].config, "{transport}");
     }
 }
@@ -207,7 +238,10 @@ async fn old_docker_save_archives_and_gzipped_archives_load() {
         config: json!({}),
     };
     let legacy = image::legacy_docker_archive(&img, "legacy:1");
-    assert_eq!(load(&mut c, image::gzip(&legacy)).await.unwrap(), ["docker.io/library/legacy:1"]);
+    assert_eq!(
+        load(&mut c, image::gzip(&legacy)).await.unwrap(),
+        ["docker.io/library/legacy:1"]
+    );
     let i = c
         .inspect(InspectRequest {
             name: "legacy:1".into(),
@@ -253,7 +287,11 @@ async fn a_tampered_blob_fails_the_load_and_records_nothing() {
     add("index.json", &serde_json::to_vec(&index).unwrap());
     let archive = b.into_inner().unwrap();
     let err = load(&mut c, archive).await.unwrap_err();
-    assert!(err.message().contains(&built.layers[1]), "{}", err.message());
+    assert!(
+        err.message().contains(&built.layers[1]),
+        "{}",
+        err.message()
+    );
     assert!(names(&mut c).await.is_empty());
 }
 
@@ -273,7 +311,12 @@ async fn hostile_archive_paths_are_refused() {
     h.set_cksum();
     b.append(&h, &b"evil"[..]).unwrap();
     let err = load(&mut c, b.into_inner().unwrap()).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{}", err.message());
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
     assert!(!engine.root.path().join("../evil.json").exists());
 }
 
@@ -298,8 +341,14 @@ async fn deleting_an_image_keeps_layers_another_image_shares() {
     assert!(reclaimed > 0);
     assert_eq!(snapshot_dirs(&engine), 2);
     let blobs = engine.root.path().join("content/blobs/sha256");
-    assert!(!blobs.join(&built[0].layers[1][7..]).exists(), "unique layer kept");
-    assert!(blobs.join(&built[1].layers[0][7..]).exists(), "shared layer removed");
+    assert!(
+        !blobs.join(&built[0].layers[1][7..]).exists(),
+        "unique layer kept"
+    );
+    assert!(
+        blobs.join(&built[1].layers[0][7..]).exists(),
+        "shared layer removed"
+    );
     let other = c
         .inspect(InspectRequest {
             name: "localhost:5000/team/other".into(),
@@ -332,7 +381,11 @@ async fn import_makes_a_one_layer_image_with_changes() {
             msg: Some(import_request::Msg::Data(chunk.to_vec())),
         });
     }
-    let resp = c.import(tokio_stream::iter(msgs)).await.unwrap().into_inner();
+    let resp = c
+        .import(tokio_stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(resp.image.unwrap().name, "docker.io/library/imported:1");
     let i = c
         .inspect(InspectRequest {
@@ -379,18 +432,28 @@ async fn a_load_killed_midway_lists_nothing_and_can_be_repeated() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = engine.service_pid("snapshotter").unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert!(call.await.unwrap().is_err());
     drop(tx);
     // The engine restarts it; once back, nothing half-loaded is listed.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let addr = Address::Unix(engine.state.path().join("snapshotter.sock"));
     let listed = loop {
-        let mut fresh = images(&engine).await;
-        if let Ok(r) = fresh.list(ListRequest::default()).await {
-            c = fresh;
-            break r.into_inner().images;
+        if let Ok(channel) = berth_rpc::connect::connect(&addr, None).await {
+            let mut fresh = ImagesClient::new(channel);
+            if let Ok(r) = fresh.list(ListRequest::default()).await {
+                c = fresh;
+                break r.into_inner().images;
+            }
         }
-        assert!(std::time::Instant::now() < deadline, "snapshotter did not come back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "snapshotter did not come back"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(listed.is_empty(), "{listed:?}");

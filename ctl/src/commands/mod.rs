@@ -1,6 +1,23 @@
 //! One module per command.
 
 pub mod completion;
+pub mod df;
 pub mod events;
+pub mod human;
+pub mod images;
 pub mod info;
+pub mod transfer;
 pub mod version;
+
+/// The command already told the user what failed (e.g. one image of several); berthctl exits
+/// with status 1 without another message.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed")
+    }
+}
+
+impl std::error::Error for Reported {}

@@ -211,7 +211,10 @@ mod tests {
         };
         assert!(f(&["nope=1"]).is_err());
         assert!(f(&["dangling"]).is_err());
-        assert_eq!(f(&["dangling=true"]).unwrap().bool("dangling").unwrap(), Some(true));
+        assert_eq!(
+            f(&["dangling=true"]).unwrap().bool("dangling").unwrap(),
+            Some(true)
+        );
         assert!(f(&["dangling=maybe"]).unwrap().bool("dangling").is_err());
         let labels = HashMap::from([("a".to_string(), "1".to_string())]);
         assert!(f(&["label=a"]).unwrap().labels_match(&labels));
@@ -223,7 +226,10 @@ mod tests {
 
     #[test]
     fn until_takes_times_seconds_and_durations() {
-        assert_eq!(parse_until("2024-01-02T00:00:00Z").unwrap().seconds, 1704153600);
+        assert_eq!(
+            parse_until("2024-01-02T00:00:00Z").unwrap().seconds,
+            1704153600
+        );
         assert_eq!(parse_until("1704153600").unwrap().seconds, 1704153600);
         let ago = parse_until("1h").unwrap();
         let now = Timestamp::from(SystemTime::now());

@@ -6,7 +6,15 @@ use serde_json::{json, Map, Value};
 use crate::error::{Error, Result};
 
 const ALLOWED: [&str; 10] = [
-    "CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
     "WORKDIR",
 ];
 
@@ -96,7 +104,10 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
         if !ALLOWED.contains(&word.as_str()) {
             return Err(bad(
                 change,
-                &format!("{word} is not allowed here; use one of {}", ALLOWED.join(", ")),
+                &format!(
+                    "{word} is not allowed here; use one of {}",
+                    ALLOWED.join(", ")
+                ),
             ));
         }
         let args = args.trim();
@@ -109,9 +120,14 @@ pub fn apply(config: &mut Map<String, Value>, changes: &[String]) -> Result<()> 
             }
             "ENV" => {
                 let env = config.entry("Env").or_insert_with(|| json!([]));
-                let list = env.as_array_mut().ok_or_else(|| bad(change, "Env is not a list"))?;
+                let list = env
+                    .as_array_mut()
+                    .ok_or_else(|| bad(change, "Env is not a list"))?;
                 for (k, v) in pairs(change, args)? {
-                    list.retain(|e| e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek) != Some(k.as_str()));
+                    list.retain(|e| {
+                        e.as_str().and_then(|s| s.split_once('=')).map(|(ek, _)| ek)
+                            != Some(k.as_str())
+                    });
                     list.push(json!(format!("{k}={v}")));
                 }
             }
@@ -195,7 +211,13 @@ mod tests {
 
     #[test]
     fn refuses_bad_changes() {
-        for bad in ["RUN rm -rf /", "CMD [\"unterminated\"", "EXPOSE http", "WORKDIR", "ENV A=\"x"] {
+        for bad in [
+            "RUN rm -rf /",
+            "CMD [\"unterminated\"",
+            "EXPOSE http",
+            "WORKDIR",
+            "ENV A=\"x",
+        ] {
             assert!(apply(&mut Map::new(), &[bad.to_string()]).is_err(), "{bad}");
         }
     }

@@ -32,7 +32,11 @@ fn rfc3339_now() -> String {
 }
 
 /// Imports the root filesystem read from `reader`. Blocking.
-pub fn import(store: &Store, opts: &ImportOptions, reader: impl Read) -> Result<(ImageRecord, String)> {
+pub fn import(
+    store: &Store,
+    opts: &ImportOptions,
+    reader: impl Read,
+) -> Result<(ImageRecord, String)> {
     let name = opts.name.as_deref().map(normalize).transpose()?;
     let mut config_section = Map::new();
     changes::apply(&mut config_section, &opts.changes)?;
@@ -43,7 +47,9 @@ pub fn import(store: &Store, opts: &ImportOptions, reader: impl Read) -> Result<
     let mut tar = crate::layer::decompress(reader)?;
     let (layer_digest, layer_size) = store.content.write_blob(&mut tar, None)?;
     if layer_size == 0 {
-        return Err(Error::InvalidArgument("the root filesystem archive is empty".into()));
+        return Err(Error::InvalidArgument(
+            "the root filesystem archive is empty".into(),
+        ));
     }
     let platform = opts.platform.clone().unwrap_or_else(Platform::host);
     let created = rfc3339_now();
@@ -76,7 +82,8 @@ pub fn import(store: &Store, opts: &ImportOptions, reader: impl Read) -> Result<
         "layers": [{"mediaType": media::OCI_LAYER, "digest": layer_digest.as_str(), "size": layer_size}],
     });
     let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::Archive(e.to_string()))?;
-    let (manifest_digest, manifest_size) = store.content.write_blob(&mut manifest.as_slice(), None)?;
+    let (manifest_digest, manifest_size) =
+        store.content.write_blob(&mut manifest.as_slice(), None)?;
     let target = Descriptor {
         media_type: media::OCI_MANIFEST.into(),
         digest: manifest_digest.to_string(),

@@ -50,7 +50,8 @@ pub fn blob_path(digest: &str) -> String {
 /// The digest a layout path names, when it is `blobs/sha256/<hex>` (or `<hex>.json`, the
 /// configuration files of old `docker save` archives).
 pub fn digest_in_path(path: &str) -> Option<String> {
-    let hex_ok = |h: &str| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex_ok =
+        |h: &str| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if let Some(hex) = path.strip_prefix("blobs/sha256/") {
         return hex_ok(hex).then(|| format!("sha256:{hex}"));
     }
@@ -93,13 +94,21 @@ mod tests {
     #[test]
     fn paths_and_digests() {
         let hex = "a".repeat(64);
-        assert_eq!(digest_in_path(&format!("blobs/sha256/{hex}")), Some(format!("sha256:{hex}")));
-        assert_eq!(digest_in_path(&format!("{hex}.json")), Some(format!("sha256:{hex}")));
+        assert_eq!(
+            digest_in_path(&format!("blobs/sha256/{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            digest_in_path(&format!("{hex}.json")),
+            Some(format!("sha256:{hex}"))
+        );
         assert_eq!(digest_in_path("blobs/sha256/../x"), None);
         assert_eq!(clean_path("./a/./b/../c"), Some("a/c".into()));
         assert_eq!(clean_path("../x"), None);
-        let m: Vec<DockerManifestEntry> =
-            serde_json::from_str(r#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#).unwrap();
+        let m: Vec<DockerManifestEntry> = serde_json::from_str(
+            r#"[{"Config":"c.json","RepoTags":null,"Layers":["l/layer.tar"]}]"#,
+        )
+        .unwrap();
         assert!(m[0].repo_tags.is_empty());
     }
 }

@@ -52,10 +52,11 @@ impl Scanned {
                 None => break,
             }
         }
-        self.files
-            .get(&p)
-            .cloned()
-            .ok_or_else(|| Error::Archive(format!("{path} is named in the archive's metadata but missing")))
+        self.files.get(&p).cloned().ok_or_else(|| {
+            Error::Archive(format!(
+                "{path} is named in the archive's metadata but missing"
+            ))
+        })
     }
 }
 
@@ -66,7 +67,9 @@ fn read_small(entry: &mut impl Read, name: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut buf)
         .context(|| format!("read {name} from the archive"))?;
     if buf.len() as u64 > MAX_METADATA {
-        return Err(Error::Archive(format!("{name} is larger than {MAX_METADATA} bytes")));
+        return Err(Error::Archive(format!(
+            "{name} is larger than {MAX_METADATA} bytes"
+        )));
     }
     Ok(buf)
 }
@@ -95,8 +98,9 @@ fn scan(store: &Store, reader: impl Read) -> Result<Scanned> {
             } else {
                 layout::clean_path(&target)
             };
-            let resolved = resolved
-                .ok_or_else(|| Error::Archive(format!("link {raw:?} points outside the archive")))?;
+            let resolved = resolved.ok_or_else(|| {
+                Error::Archive(format!("link {raw:?} points outside the archive"))
+            })?;
             s.aliases.insert(path, resolved);
             continue;
         }
@@ -115,22 +119,28 @@ fn scan(store: &Store, reader: impl Read) -> Result<Scanned> {
             // Per-layer metadata of old `docker save` archives: not needed.
             _ if path.contains('/') && (base == "json" || base == "VERSION") => {}
             _ => {
-                let size = entry.header().size().map_err(|e| Error::Archive(format!("{raw}: {e}")))?;
+                let size = entry
+                    .header()
+                    .size()
+                    .map_err(|e| Error::Archive(format!("{raw}: {e}")))?;
                 let expected = match layout::digest_in_path(&path) {
                     Some(d) => Some((Digest::parse(&d)?, size)),
                     None => None,
                 };
-                let written = store
-                    .content
-                    .write_blob(&mut entry, expected)
-                    .map_err(|e| match e {
-                        Error::DigestMismatch { expected, actual, .. } => Error::DigestMismatch {
-                            what: format!("{path} in the archive"),
-                            expected,
-                            actual,
-                        },
-                        e => e,
-                    })?;
+                let written =
+                    store
+                        .content
+                        .write_blob(&mut entry, expected)
+                        .map_err(|e| match e {
+                            Error::DigestMismatch {
+                                expected, actual, ..
+                            } => Error::DigestMismatch {
+                                what: format!("{path} in the archive"),
+                                expected,
+                                actual,
+                            },
+                            e => e,
+                        })?;
                 s.files.insert(path, written);
             }
         }
@@ -154,7 +164,9 @@ fn names_from_annotations(a: &BTreeMap<String, String>) -> Vec<String> {
 fn detect_layer_type(store: &Store, digest: &Digest) -> Result<&'static str> {
     let mut magic = [0u8; 4];
     let mut f = store.content.open_blob(digest)?;
-    let n = f.read(&mut magic).context(|| format!("read blob {digest}"))?;
+    let n = f
+        .read(&mut magic)
+        .context(|| format!("read blob {digest}"))?;
     Ok(match &magic[..n] {
         [0x1f, 0x8b, ..] => media::OCI_LAYER_GZIP,
         [0x28, 0xb5, 0x2f, 0xfd] => media::OCI_LAYER_ZSTD,
@@ -212,8 +224,10 @@ fn find_images(store: &Store, s: &Scanned) -> Result<Vec<Found>> {
             .map_err(|e| Error::Archive(format!("index.json: {e}")))?;
         for e in index.manifests {
             let digest = Digest::parse(&e.digest)?;
-            if !store.content.exists(&digest)? {
-                return Err(Error::Archive(format!("index.json names {digest}, which the archive lacks")));
+            if !store.has_blob(&digest) {
+                return Err(Error::Archive(format!(
+                    "index.json names {digest}, which the archive lacks"
+                )));
             }
             let names = names_from_annotations(&e.annotations);
             let target = Descriptor {
@@ -229,12 +243,13 @@ fn find_images(store: &Store, s: &Scanned) -> Result<Vec<Found>> {
         }
     }
     if let Some(m) = &s.manifest_json {
-        let entries: Vec<DockerManifestEntry> = serde_json::from_slice(m)
-            .map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
+        let entries: Vec<DockerManifestEntry> =
+            serde_json::from_slice(m).map_err(|e| Error::Archive(format!("manifest.json: {e}")))?;
         for entry in entries {
             let mut names = Vec::new();
             for t in &entry.repo_tags {
-                names.push(normalize(t).map_err(|e| Error::Archive(format!("manifest.json: {e}")))?);
+                names
+                    .push(normalize(t).map_err(|e| Error::Archive(format!("manifest.json: {e}")))?);
             }
             let (config, _) = s.blob(&entry.config)?;
             // Docker 25+ archives describe the same images in index.json: add the names there.
@@ -275,7 +290,9 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<ImageRecord>> {
             Ok(r) => unpack(store, &r)?,
             // An index without this host's platform is still loaded (it can be saved and
             // pushed); it just cannot run here.
-            Err(Error::NotFound(why)) => tracing::warn!(target = %f.target.digest, %why, "not unpacked"),
+            Err(Error::NotFound(why)) => {
+                tracing::warn!(target = %f.target.digest, %why, "not unpacked")
+            }
             Err(e) => return Err(e),
         }
     }

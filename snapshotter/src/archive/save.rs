@@ -34,7 +34,11 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) ->
 }
 
 /// Writes `images` (records, each with the names it is saved under) to `out`. Blocking.
-pub fn save(store: &Store, images: &[(Descriptor, Vec<ImageRecord>)], out: impl Write) -> Result<()> {
+pub fn save(
+    store: &Store,
+    images: &[(Descriptor, Vec<ImageRecord>)],
+    out: impl Write,
+) -> Result<()> {
     let mut tar = tar::Builder::new(out);
     let mut blobs = BTreeSet::new();
     let mut index_entries = Vec::new();
@@ -62,12 +66,24 @@ pub fn save(store: &Store, images: &[(Descriptor, Vec<ImageRecord>)], out: impl 
         if let Some(r) = resolved {
             docker_entries.push(DockerManifestEntry {
                 config: layout::blob_path(&r.config.digest),
-                repo_tags: named.iter().filter(|n| n.tag().is_some()).map(|n| n.familiar()).collect(),
-                layers: r.layers.iter().map(|l| layout::blob_path(&l.digest)).collect(),
+                repo_tags: named
+                    .iter()
+                    .filter(|n| n.tag().is_some())
+                    .map(|n| n.familiar())
+                    .collect(),
+                layers: r
+                    .layers
+                    .iter()
+                    .map(|l| layout::blob_path(&l.digest))
+                    .collect(),
             });
         }
     }
-    append_bytes(&mut tar, layout::OCI_LAYOUT_FILE, layout::OCI_LAYOUT_CONTENT.as_bytes())?;
+    append_bytes(
+        &mut tar,
+        layout::OCI_LAYOUT_FILE,
+        layout::OCI_LAYOUT_CONTENT.as_bytes(),
+    )?;
     let index = json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_INDEX,
@@ -75,15 +91,22 @@ pub fn save(store: &Store, images: &[(Descriptor, Vec<ImageRecord>)], out: impl 
     });
     let index = serde_json::to_vec(&index).map_err(|e| Error::Archive(e.to_string()))?;
     append_bytes(&mut tar, layout::INDEX_FILE, &index)?;
-    let manifest = serde_json::to_vec(&docker_entries).map_err(|e| Error::Archive(e.to_string()))?;
+    let manifest =
+        serde_json::to_vec(&docker_entries).map_err(|e| Error::Archive(e.to_string()))?;
     append_bytes(&mut tar, layout::DOCKER_MANIFEST_FILE, &manifest)?;
     for d in &blobs {
         let digest = Digest::parse(d)?;
         let file = store.content.open_blob(&digest)?;
-        let size = file.metadata().context(|| format!("stat blob {digest}"))?.len();
+        let size = file
+            .metadata()
+            .context(|| format!("stat blob {digest}"))?
+            .len();
         let path = layout::blob_path(d);
-        tar.append(&header(&path, size), std::io::BufReader::with_capacity(1 << 20, file))
-            .context(|| format!("write {path} to the archive"))?;
+        tar.append(
+            &header(&path, size),
+            std::io::BufReader::with_capacity(1 << 20, file),
+        )
+        .context(|| format!("write {path} to the archive"))?;
     }
     tar.into_inner()
         .and_then(|mut w| w.flush())

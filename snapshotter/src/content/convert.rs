@@ -205,7 +205,10 @@ mod tests {
             assert_eq!(status.code(), Code::InvalidArgument);
             let back = error(status);
             assert!(
-                matches!(back, Error::DigestMismatch { .. } | Error::SizeMismatch { .. }),
+                matches!(
+                    back,
+                    Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+                ),
                 "{back:?}"
             );
             assert_eq!(back.to_string(), text);
@@ -225,6 +228,8 @@ mod tests {
             let back = error(e.into());
             assert_eq!(back.to_string(), text);
         }
-        assert!(matches!(error(Status::unavailable("down")), Error::Remote(s) if s.code() == Code::Unavailable));
+        assert!(
+            matches!(error(Status::unavailable("down")), Error::Remote(s) if s.code() == Code::Unavailable)
+        );
     }
 }

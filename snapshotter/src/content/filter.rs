@@ -1,4 +1,4 @@
-//! Filters of `List`: "digest=<d>", "labels.<key>=<value>", "labels.<key>" (present).
+//! Filters of `List`: `digest=<d>`, `labels.<key>=<value>`, `labels.<key>` (present).
 //! Values for the same key are alternatives (OR); different keys must all match (AND).
 
 use std::collections::BTreeMap;

@@ -90,7 +90,11 @@ pub(super) struct RefLock {
 
 impl Drop for RefLock {
     fn drop(&mut self) {
-        let mut held = self.locks.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self
+            .locks
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         held.remove(&self.reference);
     }
 }
@@ -223,7 +227,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// What [`sweep`] removed.
+/// What [`super::LocalStore::sweep`] removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepReport {
     /// Ingests untouched for longer than the maximum age, or unreadable.
@@ -261,8 +265,11 @@ pub(super) fn sweep(shared: &Shared, max_age: Duration) -> Result<SweepReport> {
                 report.temp_removed += 1;
             }
         }
+        // In-process writes (`write_blob`) cannot be resumed by anyone once their process
+        // is gone: they are temporary state, whatever their age.
+        let private = status.reference.starts_with(TMP_PREFIX);
         let idle = now.duration_since(status.updated_at).unwrap_or_default();
-        if idle <= max_age {
+        if idle <= max_age && !private {
             continue;
         }
         let Ok(_lock) = shared.locks.try_lock(&status.reference) else {
@@ -327,6 +334,8 @@ impl Ingest {
             .read(true)
             .write(true)
             .create(true)
+            // Resuming: the bytes already written are the point.
+            .truncate(false)
             .mode(0o600)
             .open(&data)
             .context(|| format!("open {}", data.display()))?;
@@ -502,7 +511,8 @@ fn create(shared: &Shared, dir: &Path, reference: &str) -> Result<Meta> {
             .mode(0o600)
             .open(tmp.join(DATA))
             .context(|| format!("create {}", tmp.join(DATA).display()))?;
-        std::fs::rename(&tmp, dir).context(|| format!("rename {} to {}", tmp.display(), dir.display()))
+        std::fs::rename(&tmp, dir)
+            .context(|| format!("rename {} to {}", tmp.display(), dir.display()))
     });
     if built.is_err() {
         let _ = remove_any(&tmp);
@@ -534,7 +544,8 @@ pub(super) fn copy_into(ingest: &mut Ingest, mut reader: impl Read) -> Result<()
     }
 }
 
-/// [`ContentWriter`] of [`super::LocalStore`]: an [`Ingest`] driven on the blocking pool.
+/// [`ContentWriter`] of [`super::LocalStore`]: an open ingest, its file work run on the
+/// blocking pool.
 pub struct LocalWriter {
     /// None only while an operation runs on the blocking pool, or after one was cancelled
     /// midway (the handle, and with it the lock, was then dropped on the pool).

@@ -35,9 +35,9 @@ mod ingest;
 mod labels;
 mod service;
 mod store;
-pub mod testsuite;
 #[cfg(test)]
 mod tests;
+pub mod testsuite;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -112,8 +112,8 @@ pub trait ContentStore: Send + Sync {
     fn info(&self, digest: &Digest) -> impl Future<Output = Result<Info>> + Send;
 
     /// Changes the labels of a committed blob and returns its metadata afterwards.
-    /// `fieldpaths`: "labels" replaces all labels with `labels`; "labels.<key>" sets that
-    /// one label from `labels`, or removes it when `labels` lacks the key. Empty: "labels".
+    /// `fieldpaths`: `labels` replaces all labels with `labels`; `labels.<key>` sets that
+    /// one label from `labels`, or removes it when `labels` lacks the key. Empty: `labels`.
     fn update(
         &self,
         digest: &Digest,
@@ -140,16 +140,14 @@ pub trait ContentStore: Send + Sync {
     fn status(&self, reference: &str) -> impl Future<Output = Result<IngestStatus>> + Send;
 
     /// State of every ingest whose ref starts with `prefix`, sorted by ref.
-    fn list_statuses(
-        &self,
-        prefix: &str,
-    ) -> impl Future<Output = Result<Vec<IngestStatus>>> + Send;
+    fn list_statuses(&self, prefix: &str)
+        -> impl Future<Output = Result<Vec<IngestStatus>>> + Send;
 
     /// Cancels an ingest and deletes its data; FailedPrecondition while a writer holds it.
     fn abort(&self, reference: &str) -> impl Future<Output = Result<()>> + Send;
 
     /// Opens (creating, or resuming at its stored offset) the ingest named `reference` and
-    /// takes its lock; FailedPrecondition "ingest <ref> is locked" while another writer holds
+    /// takes its lock; FailedPrecondition `ingest <ref> is locked` while another writer holds
     /// it. `total` and `expected`, when given, are recorded and checked at commit.
     fn writer(
         &self,
@@ -159,9 +157,10 @@ pub trait ContentStore: Send + Sync {
     ) -> impl Future<Output = Result<Self::Writer>> + Send;
 }
 
-/// An open ingest. Dropping it releases the ingest's lock and keeps its data for a later
-/// writer; for a remote store the release reaches the server asynchronously, so use
-/// [`ContentWriter::close`] when the next writer must be able to open the ref at once.
+/// An open ingest. Dropping it releases the ingest's lock and keeps its data (everything
+/// written so far) for a later writer. For a remote store the release happens in the
+/// background, once the server has handled what was sent: use [`ContentWriter::close`] when
+/// the next writer must be able to open the ref at once.
 pub trait ContentWriter: Send {
     /// The ingest's state.
     fn status(&mut self) -> impl Future<Output = Result<IngestStatus>> + Send;
@@ -174,7 +173,9 @@ pub trait ContentWriter: Send {
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Writes `data` at `offset`, which must be the current offset (sequential writes) or 0
-    /// (start over, discarding what was written); otherwise FailedPrecondition.
+    /// (start over, discarding what was written); otherwise FailedPrecondition. A remote
+    /// writer only sends the data: the server's verdict (an error ends the call) reaches
+    /// the caller on a later `write_at`, `status`, `commit` or `close`.
     fn write_at(&mut self, offset: u64, data: Bytes) -> impl Future<Output = Result<()>> + Send;
 
     /// Verifies and commits the blob. `size` and `expected` default to the recorded ones; an

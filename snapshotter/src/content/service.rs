@@ -38,14 +38,17 @@ impl<S> ContentService<S> {
 #[tonic::async_trait]
 impl<S: ContentStore + 'static> Content for ContentService<S> {
     #[tracing::instrument(level = "debug", skip_all, fields(digest = %req.get_ref().digest))]
-    async fn info(&self, req: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+    async fn info(
+        &self,
+        req: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
         let info = self.store.info(&digest(&req.get_ref().digest)?).await?;
         Ok(Response::new(pb::InfoResponse {
             info: Some(info.into()),
         }))
     }
 
-    #[tracing::instrument(level = "debug", skip_all)]
+    #[tracing::instrument(level = "debug", skip_all, fields(digest = tracing::field::Empty))]
     async fn update(
         &self,
         req: Request<pb::UpdateRequest>,
@@ -151,7 +154,10 @@ impl<S: ContentStore + 'static> Content for ContentService<S> {
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(reference = %req.get_ref().r#ref))]
-    async fn abort(&self, req: Request<pb::AbortRequest>) -> Result<Response<pb::AbortResponse>, Status> {
+    async fn abort(
+        &self,
+        req: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
         self.store.abort(&req.get_ref().r#ref).await?;
         Ok(Response::new(pb::AbortResponse {}))
     }
@@ -199,7 +205,12 @@ impl<S: ContentStore + 'static> WriteSession<S> {
     async fn handle(&mut self, req: pb::WriteRequest) -> Result<Option<pb::WriteResponse>> {
         let action = match WriteAction::try_from(req.action) {
             Ok(a) if a != WriteAction::Unspecified => a,
-            _ => return Err(Error::InvalidArgument(format!("write: invalid action {}", req.action))),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "write: invalid action {}",
+                    req.action
+                )))
+            }
         };
         let total = optional_size(req.total, "total")?;
         let expected = optional_digest(&req.expected)?;
@@ -211,9 +222,15 @@ impl<S: ContentStore + 'static> WriteSession<S> {
         match action {
             WriteAction::Stat => {
                 if !req.data.is_empty() {
-                    return Err(Error::InvalidArgument("write: a STAT message carries no data".into()));
+                    return Err(Error::InvalidArgument(
+                        "write: a STAT message carries no data".into(),
+                    ));
                 }
-                Ok(Some(response(WriteAction::Stat, writer.status().await?, String::new())))
+                Ok(Some(response(
+                    WriteAction::Stat,
+                    writer.status().await?,
+                    String::new(),
+                )))
             }
             WriteAction::Write => {
                 writer.write_at(offset, req.data.into()).await?;
@@ -230,7 +247,14 @@ impl<S: ContentStore + 'static> WriteSession<S> {
                 let labels = req.labels.into_iter().collect();
                 let d = writer.commit(None, None, labels).await?;
                 let size = status.offset;
-                Ok(Some(response(WriteAction::Commit, IngestStatus { total: Some(size), ..status }, d.to_string())))
+                Ok(Some(response(
+                    WriteAction::Commit,
+                    IngestStatus {
+                        total: Some(size),
+                        ..status
+                    },
+                    d.to_string(),
+                )))
             }
         }
     }
@@ -239,7 +263,9 @@ impl<S: ContentStore + 'static> WriteSession<S> {
     async fn writer_for(&mut self, reference: &str) -> Result<&mut S::Writer> {
         match &self.reference {
             None if reference.is_empty() => {
-                return Err(Error::InvalidArgument("write: the first message must name a ref".into()))
+                return Err(Error::InvalidArgument(
+                    "write: the first message must name a ref".into(),
+                ))
             }
             None => {
                 self.writer = Some(self.store.writer(reference, None, None).await?);

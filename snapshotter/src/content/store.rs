@@ -72,7 +72,8 @@ fn decode(digest: &Digest, bytes: &[u8]) -> Result<Record> {
 }
 
 fn encode(digest: &Digest, record: &Record) -> Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(|e| Error::io(format!("encode labels of {digest}"), e.into()))
+    serde_json::to_vec(record)
+        .map_err(|e| Error::io(format!("encode labels of {digest}"), e.into()))
 }
 
 fn not_found(digest: &Digest) -> Error {
@@ -203,7 +204,10 @@ impl Shared {
                     created_at: current.created_at,
                     updated_at: SystemTime::now(),
                 };
-                tx.insert(digest.as_str(), encode(digest, &record).map_err(Abort::Abort)?)?;
+                tx.insert(
+                    digest.as_str(),
+                    encode(digest, &record).map_err(Abort::Abort)?,
+                )?;
                 Ok(record)
             })
             .map_err(|e| match e {
@@ -432,7 +436,11 @@ impl ContentStore for LocalStore {
     }
 
     async fn update(&self, digest: &Digest, labels: Labels, fieldpaths: &[String]) -> Result<Info> {
-        let (shared, digest, paths) = (Arc::clone(&self.shared), digest.clone(), fieldpaths.to_vec());
+        let (shared, digest, paths) = (
+            Arc::clone(&self.shared),
+            digest.clone(),
+            fieldpaths.to_vec(),
+        );
         blocking(move || shared.update(&digest, labels, &paths)).await
     }
 

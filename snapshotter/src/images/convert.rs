@@ -29,7 +29,10 @@ pub fn descriptor(d: &Descriptor) -> types::Descriptor {
 pub fn from_descriptor(d: types::Descriptor) -> Result<Descriptor> {
     crate::digest::Digest::parse(&d.digest)?;
     if d.size < 0 {
-        return Err(Error::InvalidArgument(format!("negative size for {}", d.digest)));
+        return Err(Error::InvalidArgument(format!(
+            "negative size for {}",
+            d.digest
+        )));
     }
     Ok(Descriptor {
         media_type: d.media_type,

@@ -21,8 +21,10 @@ impl Filter {
                 Some((k, v)) => (k, Some(v.to_string())),
                 None => (f.as_str(), None),
             };
-            let known = matches!(k, "name" | "repository" | "target.digest" | "target.mediatype")
-                || k.starts_with("labels.");
+            let known = matches!(
+                k,
+                "name" | "repository" | "target.digest" | "target.mediatype"
+            ) || k.starts_with("labels.");
             if !known || (v.is_none() && !k.starts_with("labels.")) {
                 return Err(Error::InvalidArgument(format!(
                     "invalid filter {f:?}: use name=, repository=, target.digest=, \

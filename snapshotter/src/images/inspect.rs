@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::images::convert;
 use crate::images::record::{normalize, Descriptor, ImageRecord};
 use crate::images::resolve::{resolve, Platform};
+use crate::snapshots::Snapshotter;
 use crate::store::Store;
 
 /// The records `name` designates: the record of that name, or every record of the image
@@ -29,7 +30,9 @@ pub fn find(store: &Store, name: &str) -> Result<Vec<ImageRecord>> {
     let hex = hex.to_ascii_lowercase();
     let mut by_id: BTreeMap<String, Vec<ImageRecord>> = BTreeMap::new();
     for r in store.images.list()? {
-        let Ok(resolved) = resolve(store, &r.target, None) else { continue };
+        let Ok(resolved) = resolve(store, &r.target, None) else {
+            continue;
+        };
         let id = resolved.config.digest;
         if id["sha256:".len()..].starts_with(&hex) {
             by_id.entry(id).or_default().push(r);
@@ -45,12 +48,16 @@ pub fn find(store: &Store, name: &str) -> Result<Vec<ImageRecord>> {
 }
 
 /// The distinct targets `names` designate, each with its records, for `save`.
-pub fn targets_for_save(store: &Store, names: &[String]) -> Result<Vec<(Descriptor, Vec<ImageRecord>)>> {
+pub fn targets_for_save(
+    store: &Store,
+    names: &[String],
+) -> Result<Vec<(Descriptor, Vec<ImageRecord>)>> {
     let mut out: Vec<(Descriptor, Vec<ImageRecord>)> = Vec::new();
     for name in names {
         let records = find(store, name)?;
         // A name saves that name; an id saves the image with all its names.
-        let by_name = records.len() == 1 && normalize(name).ok().as_deref() == Some(records[0].name.as_str());
+        let by_name =
+            records.len() == 1 && normalize(name).ok().as_deref() == Some(records[0].name.as_str());
         let chosen = if by_name {
             records
         } else {
@@ -71,7 +78,11 @@ pub fn targets_for_save(store: &Store, names: &[String]) -> Result<Vec<(Descript
 }
 
 /// Describes the image `name` for `platform` (the host's when `None`).
-pub fn inspect(store: &Store, name: &str, platform: Option<&Platform>) -> Result<pb::InspectResponse> {
+pub fn inspect(
+    store: &Store,
+    name: &str,
+    platform: Option<&Platform>,
+) -> Result<pb::InspectResponse> {
     let records = find(store, name)?;
     let record = records
         .first()
@@ -84,7 +95,10 @@ pub fn inspect(store: &Store, name: &str, platform: Option<&Platform>) -> Result
     let mut size = 0i64;
     if unpacked {
         for c in &resolved.chain_ids {
-            size += rt.block_on(store.snapshots.usage(c)).map(|u| u.size).unwrap_or(0);
+            size += rt
+                .block_on(store.snapshots.usage(c))
+                .map(|u| u.size as i64)
+                .unwrap_or(0);
         }
     }
     let names = store

@@ -106,8 +106,7 @@ impl ImageStore {
     }
 
     fn decode(v: &[u8]) -> Result<ImageRecord> {
-        serde_json::from_slice(v)
-            .map_err(|e| Error::Archive(format!("corrupt image record: {e}")))
+        serde_json::from_slice(v).map_err(|e| Error::Archive(format!("corrupt image record: {e}")))
     }
 
     /// The record named `name` (already normalised).
@@ -197,7 +196,12 @@ impl ImageStore {
     }
 
     /// Adds a dangling record for `old`'s target when no other name than `except` keeps it.
-    fn keep_dangling(&self, old: &ImageRecord, except: &str, batch: &mut sled::Batch) -> Result<()> {
+    fn keep_dangling(
+        &self,
+        old: &ImageRecord,
+        except: &str,
+        batch: &mut sled::Batch,
+    ) -> Result<()> {
         let still_named = self
             .by_target(&old.target.digest)?
             .iter()
@@ -208,8 +212,7 @@ impl ImageStore {
                 updated: now(),
                 ..old.clone()
             };
-            let value =
-                serde_json::to_vec(&dangling).map_err(|e| Error::Archive(e.to_string()))?;
+            let value = serde_json::to_vec(&dangling).map_err(|e| Error::Archive(e.to_string()))?;
             batch.insert(dangling.name.as_bytes(), value);
         }
         Ok(())
@@ -246,7 +249,9 @@ mod tests {
             ]
         );
         // Naming the old target again removes its placeholder.
-        store.put(&normalize("busybox:old").unwrap(), desc(1)).unwrap();
+        store
+            .put(&normalize("busybox:old").unwrap(), desc(1))
+            .unwrap();
         assert!(store.list().unwrap().iter().all(|r| !r.is_dangling()));
         assert!(matches!(
             store.create(ImageRecord::new(name, desc(3))),

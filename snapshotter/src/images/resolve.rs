@@ -232,7 +232,9 @@ pub fn resolve(
         let mut platforms = Vec::new();
         let mut chosen = None;
         for entry in list {
-            let Some(p) = entry.platform.clone() else { continue };
+            let Some(p) = entry.platform.clone() else {
+                continue;
+            };
             // Attestations and other artifacts sit in indexes as "unknown/unknown".
             if p.os == "unknown" {
                 continue;
@@ -278,9 +280,8 @@ pub fn resolve(
         .collect();
     let config = config.into_descriptor();
     let config_json = blobs.read_blob(&digest_of(&config.digest)?, MAX_CONFIG)?;
-    let summary: ConfigSummary = serde_json::from_slice(&config_json).map_err(|e| {
-        Error::InvalidArgument(format!("image config {}: {e}", config.digest))
-    })?;
+    let summary: ConfigSummary = serde_json::from_slice(&config_json)
+        .map_err(|e| Error::InvalidArgument(format!("image config {}: {e}", config.digest)))?;
     let diff_ids = summary.rootfs.diff_ids;
     if diff_ids.len() != layers.len() {
         return Err(Error::InvalidArgument(format!(

@@ -93,7 +93,10 @@ impl Images for ImagesService {
         }))
     }
 
-    async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let filter = Filter::parse(&req.into_inner().filters)?;
         let images = self
             .store
@@ -236,7 +239,9 @@ impl Images for ImagesService {
                 let _ = tx.blocking_send(Err(Status::from(e)));
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn import(
@@ -249,7 +254,9 @@ impl Images for ImagesService {
             .await?
             .ok_or_else(|| Status::invalid_argument("empty import stream"))?;
         let Some(pb::import_request::Msg::Options(o)) = first.msg else {
-            return Err(Status::invalid_argument("the first message of Import must carry the options"));
+            return Err(Status::invalid_argument(
+                "the first message of Import must carry the options",
+            ));
         };
         let opts = ImportOptions {
             name: Some(o.name).filter(|n| !n.is_empty()),
@@ -275,7 +282,7 @@ impl ImagesService {
     /// A record may only point at content the store has.
     fn require_target(&self, r: &ImageRecord) -> Result<(), Status> {
         let digest = crate::digest::Digest::parse(&r.target.digest)?;
-        if !self.store.content.exists(&digest)? {
+        if !self.store.has_blob(&digest) {
             return Err(Status::failed_precondition(format!(
                 "{} is not in the content store",
                 r.target.digest

@@ -47,7 +47,7 @@ pub fn walk(store: &Store, target: &Descriptor) -> Result<Walked> {
 
 fn walk_into(store: &Store, digest: &str, required: bool, w: &mut Walked) -> Result<()> {
     let d = Digest::parse(digest)?;
-    if !required && !store.content.exists(&d)? {
+    if !required && !store.has_blob(&d) {
         return Ok(());
     }
     w.blobs.insert(digest.to_string());
@@ -64,7 +64,9 @@ fn walk_into(store: &Store, digest: &str, required: bool, w: &mut Walked) -> Res
         w.blobs.insert(config.digest.clone());
         let summary: ConfigSummary =
             serde_json::from_slice(&store.read_blob(&Digest::parse(&config.digest)?, MAX_CONFIG)?)
-                .map_err(|e| Error::InvalidArgument(format!("image config {}: {e}", config.digest)))?;
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("image config {}: {e}", config.digest))
+                })?;
         w.chains.extend(chain_ids(&summary.rootfs.diff_ids));
     }
     Ok(())

@@ -38,7 +38,7 @@ fn time(t: Option<prost_types::Timestamp>) -> SystemTime {
 pub(super) fn info_to_proto(i: Info) -> pb::SnapshotInfo {
     pb::SnapshotInfo {
         name: i.name,
-        parent: i.parent.unwrap_or_default(),
+        parent: i.parent,
         kind: kind_to_proto(i.kind) as i32,
         created_at: Some(timestamp(i.created)),
         updated_at: Some(timestamp(i.updated)),
@@ -51,7 +51,7 @@ pub(super) fn info_from_proto(i: pb::SnapshotInfo) -> Result<Info> {
     Ok(Info {
         kind: kind_from_proto(i.kind)?,
         name: i.name,
-        parent: (!i.parent.is_empty()).then_some(i.parent),
+        parent: i.parent,
         created: time(i.created_at),
         updated: time(i.updated_at),
         labels: i.labels,
@@ -63,7 +63,7 @@ pub(super) fn info_from_proto(i: pb::SnapshotInfo) -> Result<Info> {
 pub(super) fn update_info_from_proto(i: pb::SnapshotInfo) -> Info {
     Info {
         name: i.name,
-        parent: (!i.parent.is_empty()).then_some(i.parent),
+        parent: i.parent,
         kind: kind_from_proto(i.kind).unwrap_or(Kind::Committed),
         created: time(i.created_at),
         updated: time(i.updated_at),
@@ -122,7 +122,7 @@ mod tests {
     fn info_round_trip() {
         let info = Info {
             name: "k".into(),
-            parent: Some("p".into()),
+            parent: "p".into(),
             kind: Kind::View,
             created: SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_500_000_007),
             updated: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(9),
@@ -130,7 +130,7 @@ mod tests {
         };
         assert_eq!(info_from_proto(info_to_proto(info.clone())).unwrap(), info);
         let top = Info {
-            parent: None,
+            parent: String::new(),
             ..info
         };
         assert_eq!(info_to_proto(top.clone()).parent, "");

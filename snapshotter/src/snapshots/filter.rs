@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Info, Kind};
+use super::Info;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -82,8 +82,8 @@ impl Filters {
                 let v = v.as_deref();
                 match field {
                     Field::Name => v == Some(info.name.as_str()),
-                    Field::Parent => v == Some(info.parent.as_deref().unwrap_or_default()),
-                    Field::Kind => v == Some(kind_name(info.kind)),
+                    Field::Parent => v == Some(info.parent.as_str()),
+                    Field::Kind => v == Some(info.kind.as_str()),
                     Field::Label(k) => match (info.labels.get(k), v) {
                         (Some(_), None) => true,
                         (Some(have), Some(want)) => have == want,
@@ -95,20 +95,17 @@ impl Filters {
     }
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    k.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::snapshots::Kind;
 
-    fn info(name: &str, parent: Option<&str>, kind: Kind, labels: &[(&str, &str)]) -> Info {
+    fn info(name: &str, parent: &str, kind: Kind, labels: &[(&str, &str)]) -> Info {
         Info {
             name: name.into(),
-            parent: parent.map(Into::into),
+            parent: parent.into(),
             kind,
             created: SystemTime::UNIX_EPOCH,
             updated: SystemTime::UNIX_EPOCH,
@@ -121,9 +118,9 @@ mod tests {
 
     #[test]
     fn same_key_is_or_different_keys_are_and() {
-        let a = info("a", None, Kind::Committed, &[("x", "1")]);
-        let b = info("b", Some("a"), Kind::Active, &[("x", "2")]);
-        let c = info("c", Some("a"), Kind::View, &[]);
+        let a = info("a", "", Kind::Committed, &[("x", "1")]);
+        let b = info("b", "a", Kind::Active, &[("x", "2")]);
+        let c = info("c", "a", Kind::View, &[]);
         let f = Filters::parse(&["kind=active", "kind=view"]).unwrap();
         assert!(!f.matches(&a) && f.matches(&b) && f.matches(&c));
         let f = Filters::parse(&["parent=a", "labels.x"]).unwrap();

@@ -15,6 +15,7 @@
 
 mod convert;
 mod filter;
+pub mod layers;
 mod overlay;
 mod remote;
 mod service;
@@ -30,12 +31,12 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::mount::Mount;
 use crate::error::Result;
+pub use crate::mount::Mount;
 pub use filter::Filters;
 pub use overlay::OverlaySnapshotter;
 pub use remote::RemoteSnapshotter;
-pub use service::{service, SnapshotsService};
+pub use service::{service, store_service, SnapshotsService};
 
 /// Labels of a snapshot.
 pub type Labels = HashMap<String, String>;
@@ -74,8 +75,9 @@ impl std::fmt::Display for Kind {
 pub struct Info {
     /// The snapshot's key (for a committed snapshot, the name it was committed under).
     pub name: String,
-    /// Key of the parent, a committed snapshot; `None` for a snapshot on an empty filesystem.
-    pub parent: Option<String>,
+    /// Key of the parent, a committed snapshot; empty for a snapshot on an empty
+    /// filesystem (as in the proto and in `parent` arguments).
+    pub parent: String,
     /// Kind.
     pub kind: Kind,
     /// When the snapshot was created (for a committed one: when it was committed).
@@ -129,7 +131,9 @@ pub fn validate_labels(labels: &Labels) -> Result<()> {
     use crate::error::Error;
     for (k, v) in labels {
         if k.is_empty() {
-            return Err(Error::InvalidArgument("label keys must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "label keys must not be empty".into(),
+            ));
         }
         if k.len() + v.len() > MAX_LABEL_LEN {
             return Err(Error::InvalidArgument(format!(
@@ -204,4 +208,16 @@ pub trait Snapshotter: Send + Sync + 'static {
 
     /// Deletes leftovers of removed snapshots and interrupted operations.
     fn cleanup(&self) -> impl Future<Output = Result<Cleaned>> + Send;
+
+    /// True when `key` exists and is committed (e.g. a layer already unpacked under its
+    /// chain ID).
+    fn is_committed(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
+        async move {
+            match self.stat(key).await {
+                Ok(info) => Ok(info.kind == Kind::Committed),
+                Err(crate::error::Error::NotFound(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
 }

@@ -23,8 +23,7 @@ use std::time::SystemTime;
 
 use super::store::{check_parent, Record, Store};
 use super::{
-    validate_key, validate_labels, Cleaned, Filters, Info, Kind, Labels, Mount, Snapshotter,
-    Usage,
+    validate_key, validate_labels, Cleaned, Filters, Info, Kind, Labels, Mount, Snapshotter, Usage,
 };
 use crate::error::{Error, IoContext, Result};
 
@@ -64,16 +63,18 @@ struct Inner {
 impl OverlaySnapshotter {
     /// Opens the snapshotter at `<root>/snapshots` with records in `db` (from
     /// [`crate::metadata::open`]), and sweeps what a crash left behind.
-    pub fn open(root: &Path, db: &sled::Db) -> Result<Self> {
+    pub async fn open(root: &Path, db: &sled::Db) -> Result<Self> {
         let dir = root.join("snapshots");
         berth_rpc::listen::create_dir(&dir, 0o700)?;
-        let inner = Inner {
-            dir,
-            store: Store::open(db)?,
-            sweep: RwLock::new(()),
-            index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+        let sn = OverlaySnapshotter {
+            inner: Arc::new(Inner {
+                dir,
+                store: Store::open(db)?,
+                sweep: RwLock::new(()),
+                index_off: Path::new("/sys/module/overlay/parameters/index").exists(),
+            }),
         };
-        let swept = inner.cleanup()?;
+        let swept = sn.blocking(|i| i.cleanup()).await?;
         if swept.removed > 0 {
             tracing::info!(
                 removed = swept.removed,
@@ -81,9 +82,7 @@ impl OverlaySnapshotter {
                 "swept leftover snapshot directories"
             );
         }
-        Ok(OverlaySnapshotter {
-            inner: Arc::new(inner),
-        })
+        Ok(sn)
     }
 
     /// The directory holding the snapshot's own files: the overlay upper directory of an
@@ -360,7 +359,7 @@ impl Inner {
         };
 
         let _shared = self.sweep.read().unwrap_or_else(PoisonError::into_inner);
-        let tmp = self.make_tmp_dir(kind, parent_rec.as_ref())?;
+        let tmp = self.make_tmp_dir(kind, parent.zip(parent_rec.as_ref()))?;
         let id = match self.store.next_id() {
             Ok(id) => id,
             Err(e) => {
@@ -399,7 +398,7 @@ impl Inner {
     }
 
     /// Builds a new snapshot directory under a temporary name.
-    fn make_tmp_dir(&self, kind: Kind, parent: Option<&Record>) -> Result<PathBuf> {
+    fn make_tmp_dir(&self, kind: Kind, parent: Option<(&str, &Record)>) -> Result<PathBuf> {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -420,12 +419,19 @@ impl Inner {
         let built = (|| {
             let fs = tmp.join("fs");
             mkdir(&fs, 0o755)?;
-            if let Some(p) = parent {
+            if let Some((p_key, p)) = parent {
                 // overlayfs shows the upper directory's owner and mode for the root of the
                 // merged tree, so a fresh root:root 0755 upper would hide what the layers
                 // below set for "/".
                 let from = self.fs_dir(p.id);
-                let st = std::fs::metadata(&from).context(|| format!("stat {}", from.display()))?;
+                let st = match std::fs::metadata(&from) {
+                    Ok(st) => st,
+                    // Removed since we looked it up; the transaction would refuse it too.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(Error::NotFound(format!("parent snapshot {p_key:?}")))
+                    }
+                    Err(e) => return Err(Error::io(format!("stat {}", from.display()), e)),
+                };
                 std::os::unix::fs::chown(&fs, Some(st.uid()), Some(st.gid()))
                     .context(|| format!("chown {}", fs.display()))?;
                 std::fs::set_permissions(&fs, std::fs::Permissions::from_mode(st.mode() & 0o7777))

@@ -46,7 +46,11 @@ impl Snapshotter for RemoteSnapshotter {
             parent: parent.to_string(),
             labels,
         };
-        let resp = self.client().prepare(req).await.map_err(error_from_status)?;
+        let resp = self
+            .client()
+            .prepare(req)
+            .await
+            .map_err(error_from_status)?;
         Ok(mounts_from_proto(resp.into_inner().mounts))
     }
 

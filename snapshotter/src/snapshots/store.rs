@@ -38,7 +38,7 @@ impl Record {
     pub fn info(&self, name: &str) -> Info {
         Info {
             name: name.to_string(),
-            parent: self.parent.clone(),
+            parent: self.parent.clone().unwrap_or_default(),
             kind: self.kind,
             created: self.created,
             updated: self.updated,
@@ -54,10 +54,7 @@ fn not_found(key: &str) -> Error {
 fn decode(key: &[u8], bytes: &[u8]) -> Result<Record> {
     serde_json::from_slice(bytes).map_err(|e| {
         Error::io(
-            format!(
-                "decode snapshot record {:?}",
-                String::from_utf8_lossy(key)
-            ),
+            format!("decode snapshot record {:?}", String::from_utf8_lossy(key)),
             std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         )
     })
@@ -71,14 +68,21 @@ fn abort<T>(e: Error) -> ConflictableTransactionResult<T, Error> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn tx_get(tx: &TransactionalTree, key: &str) -> ConflictableTransactionResult<Option<Record>, Error> {
+fn tx_get(
+    tx: &TransactionalTree,
+    key: &str,
+) -> ConflictableTransactionResult<Option<Record>, Error> {
     match tx.get(key.as_bytes())? {
         None => Ok(None),
         Some(v) => decode(key.as_bytes(), &v).map(Some).or_else(abort),
     }
 }
 
-fn tx_put(tx: &TransactionalTree, key: &str, rec: &Record) -> ConflictableTransactionResult<(), Error> {
+fn tx_put(
+    tx: &TransactionalTree,
+    key: &str,
+    rec: &Record,
+) -> ConflictableTransactionResult<(), Error> {
     let bytes = encode(rec).or_else(abort)?;
     tx.insert(key.as_bytes(), bytes)?;
     Ok(())
@@ -206,7 +210,11 @@ impl Store {
                 return abort(Error::FailedPrecondition(format!(
                     "snapshot {key:?} has {} {}; remove {} first",
                     rec.children,
-                    if rec.children == 1 { "child" } else { "children" },
+                    if rec.children == 1 {
+                        "child"
+                    } else {
+                        "children"
+                    },
                     if rec.children == 1 { "it" } else { "them" },
                 )));
             }
