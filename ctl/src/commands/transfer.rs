@@ -30,7 +30,7 @@ fn progress(total: Option<u64>, verb: &str, show: bool) -> ProgressBar {
     let (bar, template) = match total {
         Some(len) => (
             ProgressBar::new(len),
-            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
         ),
         None => (
             ProgressBar::new_spinner(),

@@ -47,7 +47,9 @@ pub fn find(store: &Store, name: &str) -> Result<Vec<ImageRecord>> {
     }
 }
 
-/// The distinct targets `names` designate, each with its records, for `save`.
+/// The distinct targets `names` designate, each with the records whose names the archive
+/// carries, for `save`. As in Docker, a name saves that name and an image id saves the
+/// image without names.
 pub fn targets_for_save(
     store: &Store,
     names: &[String],
@@ -55,23 +57,20 @@ pub fn targets_for_save(
     let mut out: Vec<(Descriptor, Vec<ImageRecord>)> = Vec::new();
     for name in names {
         let records = find(store, name)?;
-        // A name saves that name; an id saves the image with all its names.
         let by_name =
             records.len() == 1 && normalize(name).ok().as_deref() == Some(records[0].name.as_str());
-        let chosen = if by_name {
-            records
-        } else {
-            store.images.by_target(&records[0].target.digest)?
+        let Some(first) = records.into_iter().next() else {
+            continue;
         };
-        for r in chosen {
-            match out.iter_mut().find(|(t, _)| *t == r.target) {
-                Some((_, rs)) => {
-                    if !rs.iter().any(|x| x.name == r.name) {
-                        rs.push(r)
-                    }
-                }
-                None => out.push((r.target.clone(), vec![r])),
+        let slot = match out.iter().position(|(t, _)| *t == first.target) {
+            Some(i) => i,
+            None => {
+                out.push((first.target.clone(), Vec::new()));
+                out.len() - 1
             }
+        };
+        if by_name && !out[slot].1.iter().any(|r| r.name == first.name) {
+            out[slot].1.push(first);
         }
     }
     Ok(out)

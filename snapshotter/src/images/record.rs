@@ -95,6 +95,9 @@ pub fn normalize(name: &str) -> Result<String> {
 #[derive(Clone)]
 pub struct ImageStore {
     tree: sled::Tree,
+    /// Serialises changes: moving a name and keeping a dangling placeholder for its old
+    /// target read several records before writing one batch.
+    writes: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl ImageStore {
@@ -102,6 +105,7 @@ impl ImageStore {
     pub fn open(db: &sled::Db) -> Result<Self> {
         Ok(ImageStore {
             tree: db.open_tree(crate::metadata::IMAGES)?,
+            writes: Default::default(),
         })
     }
 
@@ -135,6 +139,10 @@ impl ImageStore {
             .collect())
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Creates a record; `AlreadyExists` when the name is taken.
     pub fn create(&self, record: ImageRecord) -> Result<ImageRecord> {
         let value = serde_json::to_vec(&record).map_err(|e| Error::Archive(e.to_string()))?;
@@ -151,6 +159,7 @@ impl ImageStore {
     /// creation time and labels). When the old target loses its last name, a dangling record
     /// keeps it until pruned, as Docker does. Returns the record.
     pub fn put(&self, name: &str, target: Descriptor) -> Result<ImageRecord> {
+        let _w = self.lock();
         let old = match self.get(name) {
             Ok(r) => Some(r),
             Err(Error::NotFound(_)) => None,
@@ -170,7 +179,9 @@ impl ImageStore {
         let mut batch = sled::Batch::default();
         batch.insert(name.as_bytes(), value);
         // A named image no longer needs its dangling placeholder.
-        batch.remove(dangling_of_new.as_bytes());
+        if name != dangling_of_new {
+            batch.remove(dangling_of_new.as_bytes());
+        }
         if let Some(old) = old {
             self.keep_dangling(&old, name, &mut batch)?;
         }
@@ -180,6 +191,7 @@ impl ImageStore {
 
     /// Deletes the record `name`; returns it.
     pub fn delete(&self, name: &str) -> Result<ImageRecord> {
+        let _w = self.lock();
         let record = self.get(name)?;
         self.tree.remove(name)?;
         Ok(record)
@@ -187,6 +199,7 @@ impl ImageStore {
 
     /// Replaces the labels of `name`.
     pub fn set_labels(&self, name: &str, labels: BTreeMap<String, String>) -> Result<ImageRecord> {
+        let _w = self.lock();
         let mut record = self.get(name)?;
         record.labels = labels;
         record.updated = now();
@@ -257,5 +270,15 @@ mod tests {
             store.create(ImageRecord::new(name, desc(3))),
             Err(Error::AlreadyExists(_))
         ));
+    }
+
+    #[test]
+    fn an_unnamed_image_keeps_its_dangling_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = ImageStore::open(&db).unwrap();
+        let name = format!("{DANGLING_PREFIX}{}", desc(4).digest);
+        store.put(&name, desc(4)).unwrap();
+        assert_eq!(store.get(&name).unwrap().target, desc(4));
     }
 }

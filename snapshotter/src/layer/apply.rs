@@ -17,11 +17,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::rc::Rc;
 
-use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::io::Errno;
 use tar::EntryType;
 
 use super::compression::decompress;
+use super::header::{read_meta, Meta, Pax};
 use super::path::RelPath;
 use super::resolve::{proc_fd_path, remove_entry, Root};
 use super::whiteout::{self, Name};
@@ -179,7 +180,7 @@ fn corrupt(last: &Option<String>, e: io::Error) -> Error {
 
 /// Why one entry failed, before the entry's name is attached.
 #[derive(Debug)]
-enum Fail {
+pub(super) enum Fail {
     /// The archive asks for something that is refused.
     Refused(String),
     /// Reading the archive failed: a corrupt or truncated stream.
@@ -235,123 +236,8 @@ fn resolving(what: &'static str) -> impl FnOnce(Errno) -> Fail {
     }
 }
 
-fn lossy(b: &[u8]) -> String {
+pub(super) fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// The metadata of one entry, from its header and PAX records.
-struct Meta {
-    mode: u32,
-    uid: Uid,
-    gid: Gid,
-    mtime: Timespec,
-    atime: Timespec,
-    xattrs: xattr::Xattrs,
-}
-
-impl Meta {
-    fn times(&self) -> Timestamps {
-        Timestamps {
-            last_access: self.atime,
-            last_modification: self.mtime,
-        }
-    }
-}
-
-/// What the PAX records of an entry say beyond what `tar` applies itself (path,
-/// linkpath, size, uid, gid).
-#[derive(Default)]
-struct Pax {
-    mtime: Option<Timespec>,
-    atime: Option<Timespec>,
-    xattrs: xattr::Xattrs,
-}
-
-impl Pax {
-    fn read<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Pax, Fail> {
-        let mut pax = Pax::default();
-        let Some(records) = entry.pax_extensions().map_err(Fail::Stream)? else {
-            return Ok(pax);
-        };
-        let mut seen: Vec<&[u8]> = Vec::new();
-        for record in records {
-            let record = record.map_err(|e| Fail::Refused(format!("malformed PAX record: {e}")))?;
-            let (key, value) = (record.key_bytes(), record.value_bytes());
-            match key {
-                b"path" | b"linkpath" | b"size" | b"uid" | b"gid" | b"mtime" | b"atime" => {
-                    // Parsers disagree on which of two records wins (tar takes the first,
-                    // Go the last): an archive that says both is built to be read two ways.
-                    if seen.contains(&key) {
-                        return Err(Fail::Refused(format!(
-                            "duplicate PAX record {:?}",
-                            lossy(key)
-                        )));
-                    }
-                    seen.push(key);
-                }
-                _ => {}
-            }
-            match key {
-                // `tar` quietly falls back to the header when these do not parse; refuse
-                // instead, so no reader can see a different size or owner.
-                b"size" | b"uid" | b"gid" => {
-                    let ok = std::str::from_utf8(value).is_ok_and(|v| v.parse::<u64>().is_ok());
-                    if !ok {
-                        return Err(Fail::Refused(format!("invalid PAX {}", lossy(key))));
-                    }
-                }
-                b"mtime" => pax.mtime = Some(parse_pax_time(value)?),
-                b"atime" => pax.atime = Some(parse_pax_time(value)?),
-                _ if key.starts_with(b"GNU.sparse.") => {
-                    return Err(Fail::Refused("PAX sparse files are not supported".into()));
-                }
-                _ => {
-                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        pax.xattrs.push((name.to_vec(), value.to_vec()));
-                    }
-                    // Anything else (ctime, uname, gname, comment, charset, LIBARCHIVE.*)
-                    // has nothing to apply.
-                }
-            }
-        }
-        Ok(pax)
-    }
-}
-
-/// A PAX time: `[-]seconds[.fraction]`.
-fn parse_pax_time(value: &[u8]) -> Result<Timespec, Fail> {
-    let bad = || Fail::Refused(format!("invalid PAX time {:?}", lossy(value)));
-    let s = std::str::from_utf8(value).map_err(|_| bad())?;
-    let (neg, digits) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s),
-    };
-    let (secs, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let all_digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    if secs.is_empty() || !all_digits(secs) || !all_digits(frac) {
-        return Err(bad());
-    }
-    let secs: i64 = secs.parse().map_err(|_| bad())?;
-    // Nanoseconds from the first nine fraction digits, right-padded.
-    let nsec = frac
-        .bytes()
-        .chain(std::iter::repeat(b'0'))
-        .take(9)
-        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
-    Ok(match (neg, nsec) {
-        (false, _) => Timespec {
-            tv_sec: secs,
-            tv_nsec: nsec,
-        },
-        (true, 0) => Timespec {
-            tv_sec: -secs,
-            tv_nsec: 0,
-        },
-        (true, _) => Timespec {
-            tv_sec: -secs - 1,
-            tv_nsec: 1_000_000_000 - nsec,
-        },
-    })
 }
 
 /// Times of a directory, set at the end (writing into it changes its mtime).
@@ -701,55 +587,6 @@ fn link_name<R: Read>(entry: &tar::Entry<'_, R>) -> Result<Vec<u8>, Fail> {
         .link_name_bytes()
         .map(|l| l.into_owned())
         .ok_or_else(|| Fail::Refused("link without a target".into()))
-}
-
-fn read_meta(header: &tar::Header, pax: Pax, entry: &str) -> Result<Meta, Fail> {
-    let bad = |what: &str, e: io::Error| Fail::Refused(format!("invalid {what} in header: {e}"));
-    let mode = header.mode().map_err(|e| bad("mode", e))? & 0o7777;
-    // `tar` has already put a PAX uid/gid into the header. u32::MAX is chown's "leave
-    // unchanged", not an owner.
-    let id = |v: u64, what: &str| {
-        u32::try_from(v)
-            .ok()
-            .filter(|&v| v != u32::MAX)
-            .ok_or_else(|| Fail::Refused(format!("{what} {v} out of range")))
-    };
-    let uid = id(header.uid().map_err(|e| bad("uid", e))?, "uid")?;
-    let gid = id(header.gid().map_err(|e| bad("gid", e))?, "gid")?;
-    let mtime = match pax.mtime {
-        Some(t) => t,
-        None => {
-            let secs = header.mtime().map_err(|e| bad("mtime", e))?;
-            Timespec {
-                tv_sec: i64::try_from(secs)
-                    .map_err(|_| Fail::Refused("mtime out of range".into()))?,
-                tv_nsec: 0,
-            }
-        }
-    };
-    let gnu_atime = header
-        .as_gnu()
-        .and_then(|g| g.atime().ok())
-        .filter(|&t| t != 0)
-        .and_then(|t| i64::try_from(t).ok())
-        .map(|tv_sec| Timespec { tv_sec, tv_nsec: 0 });
-    let atime = pax.atime.or(gnu_atime).unwrap_or(mtime);
-    let mut xattrs = Vec::with_capacity(pax.xattrs.len());
-    for (name, value) in pax.xattrs {
-        if xattr::wanted_from_archive(&name).map_err(Fail::Refused)? {
-            xattrs.push((name, value));
-        } else {
-            tracing::warn!(entry, xattr = %lossy(&name), "dropping xattr from layer");
-        }
-    }
-    Ok(Meta {
-        mode,
-        uid: Uid::from_raw(uid),
-        gid: Gid::from_raw(gid),
-        mtime,
-        atime,
-        xattrs,
-    })
 }
 
 /// Owner, mode and xattrs through a descriptor (files and directories). Owner first:

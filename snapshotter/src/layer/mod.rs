@@ -15,6 +15,7 @@
 mod apply;
 mod compression;
 mod diff;
+mod header;
 mod path;
 mod resolve;
 mod whiteout;

@@ -3,7 +3,6 @@
 //! Most need root (chown, mknod, `trusted.*` xattrs): see [`need_root`].
 
 mod hostile;
-mod perf_tmp;
 mod roundtrip;
 mod semantics;
 
