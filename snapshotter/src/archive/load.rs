@@ -3,8 +3,9 @@
 //! Records come last, so an interrupted load never lists a half image; what it left in
 //! the content store is swept by garbage collection.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
+use std::sync::Mutex;
 
 use serde_json::json;
 
@@ -14,7 +15,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::images::media;
 use crate::images::record::{normalize, Descriptor, ImageRecord, DANGLING_PREFIX};
 use crate::images::resolve;
-use crate::images::unpack::unpack;
+use crate::images::unpack::{stage_layer, unpack_with, Prestaged, LABEL_LAYER_DIGEST};
+use crate::snapshots::{Filters as SnapshotFilters, Snapshotter};
 use crate::store::Store;
 
 /// Largest metadata file (index.json, manifest.json, repositories) accepted.
@@ -74,7 +76,7 @@ fn read_small(entry: &mut impl Read, name: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn scan(store: &Store, reader: impl Read) -> Result<Scanned> {
+fn scan(store: &Store, reader: impl Read, on_blob: &mut dyn FnMut(&Digest)) -> Result<Scanned> {
     let reader = crate::layer::decompress(reader)?;
     let mut archive = tar::Archive::new(reader);
     let mut s = Scanned::default();
@@ -141,6 +143,7 @@ fn scan(store: &Store, reader: impl Read) -> Result<Scanned> {
                             },
                             e => e,
                         })?;
+                on_blob(&written.0);
                 s.files.insert(path, written);
             }
         }
@@ -279,15 +282,71 @@ fn find_images(store: &Store, s: &Scanned) -> Result<Vec<Found>> {
     Ok(found)
 }
 
+/// True when the blob starts like a layer: gzip, zstd, or a tar header.
+fn looks_like_layer(store: &Store, digest: &Digest) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut f) = store.content.open_blob(digest) else {
+        return false;
+    };
+    let n = f.read(&mut head).unwrap_or(0);
+    matches!(
+        &head[..n.min(4)],
+        [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd]
+    ) || (n == 512 && &head[257..262] == b"ustar")
+}
+
+/// Layer blobs some snapshot was already unpacked from.
+fn unpacked_layers(store: &Store) -> Result<HashSet<String>> {
+    let rt = tokio::runtime::Handle::current();
+    let all = rt.block_on(store.snapshots.list(&SnapshotFilters::default()))?;
+    Ok(all
+        .into_iter()
+        .filter_map(|s| s.labels.get(LABEL_LAYER_DIGEST).cloned())
+        .collect())
+}
+
 /// Loads every image of the archive read from `reader`. Blocking.
+///
+/// Layers are unpacked while the archive is still arriving: each stored blob that looks
+/// like a layer goes to a second thread that unpacks it into a staging directory, before
+/// the manifests (often at the end of the archive) say which image it belongs to.
 pub fn load(store: &Store, reader: impl Read) -> Result<Vec<ImageRecord>> {
     let _writing = store.writing();
-    let scanned = scan(store, reader)?;
+    let known = unpacked_layers(store)?;
+    let prestaged = Mutex::new(Prestaged::new());
+    let (tx, rx) = std::sync::mpsc::channel::<Digest>();
+    let scanned = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for digest in rx {
+                if known.contains(digest.as_str()) || !looks_like_layer(store, &digest) {
+                    continue;
+                }
+                let desc = Descriptor {
+                    media_type: String::new(),
+                    digest: digest.to_string(),
+                    size: 0,
+                    annotations: BTreeMap::new(),
+                };
+                // A failure here is reported by the regular unpack, which tries again.
+                if let Ok(staged) = stage_layer(store, &desc) {
+                    prestaged
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(digest.to_string(), staged);
+                }
+            }
+        });
+        let tx = tx;
+        scan(store, reader, &mut |d| {
+            let _ = tx.send(d.clone());
+        })
+    })?;
+    let mut prestaged = prestaged.into_inner().unwrap_or_else(|p| p.into_inner());
     let found = find_images(store, &scanned)?;
     // Unpack everything first: a record is only written for an image that is complete.
     for f in &found {
         match resolve::resolve(store, &f.target, None) {
-            Ok(r) => unpack(store, &r)?,
+            Ok(r) => unpack_with(store, &r, &mut prestaged)?,
             // An index without this host's platform is still loaded (it can be saved and
             // pushed); it just cannot run here.
             Err(Error::NotFound(why)) => {

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 pub use crate::mount::Mount;
 pub use filter::Filters;
-pub use overlay::OverlaySnapshotter;
+pub use overlay::{OverlaySnapshotter, Staged};
 pub use remote::RemoteSnapshotter;
 pub use service::{service, store_service, SnapshotsService};
 

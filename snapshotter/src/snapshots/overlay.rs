@@ -85,6 +85,23 @@ impl OverlaySnapshotter {
         Ok(sn)
     }
 
+    /// A staging directory for a layer unpacked before its parent chain exists; see
+    /// [`Staged`].
+    pub fn stage(&self) -> Result<Staged> {
+        self.inner.stage()
+    }
+
+    /// Commits a [`Staged`] directory as snapshot `name` on `parent` ("" for none).
+    pub fn commit_staged(
+        &self,
+        staged: Staged,
+        name: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<()> {
+        self.inner.commit_staged(staged, name, parent, labels)
+    }
+
     /// The directory holding the snapshot's own files: the overlay upper directory of an
     /// active snapshot (write a layer's files here, unmounted, then commit), or the layer
     /// of a committed one (its changes relative to its parent, for Diff). Views have none.
@@ -455,6 +472,79 @@ impl Inner {
         }
     }
 
+    /// A directory to unpack a layer into before its parent chain is committed, so the
+    /// layers of an image can be unpacked in parallel; `commit_staged` then makes
+    /// it a committed snapshot with a rename. It lives under a `tmp-` name, so a crash
+    /// leaves nothing the start-up sweep does not remove.
+    pub fn stage(&self) -> Result<Staged> {
+        let _shared = self.sweep.read().unwrap_or_else(PoisonError::into_inner);
+        let tmp = self.make_tmp_dir(Kind::Committed, None)?;
+        Ok(Staged { tmp, done: false })
+    }
+
+    /// Records `staged` as committed snapshot `name` on `parent` (a committed snapshot,
+    /// or "" for none).
+    pub fn commit_staged(
+        &self,
+        mut staged: Staged,
+        name: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<()> {
+        validate_key("snapshot name", name)?;
+        validate_labels(&labels)?;
+        if self.store.get(name)?.is_some() {
+            return Err(Error::AlreadyExists(format!("snapshot {name:?}")));
+        }
+        let parent = (!parent.is_empty()).then_some(parent);
+        if let Some(p) = parent {
+            let rec = self
+                .store
+                .get(p)?
+                .ok_or_else(|| Error::NotFound(format!("parent snapshot {p:?}")))?;
+            check_parent(p, rec.kind)?;
+            // As in `create`: a layer without an entry for "/" shows its parent's root.
+            let fs = staged.fs();
+            let own = std::fs::metadata(&fs).context(|| format!("stat {}", fs.display()))?;
+            if own.uid() == 0 && own.gid() == 0 && own.mode() & 0o7777 == 0o755 {
+                let from = std::fs::metadata(self.fs_dir(rec.id))
+                    .context(|| format!("stat parent {p:?}"))?;
+                std::os::unix::fs::chown(&fs, Some(from.uid()), Some(from.gid()))
+                    .context(|| format!("chown {}", fs.display()))?;
+                std::fs::set_permissions(
+                    &fs,
+                    std::fs::Permissions::from_mode(from.mode() & 0o7777),
+                )
+                .context(|| format!("chmod {}", fs.display()))?;
+            }
+        }
+        let _shared = self.sweep.read().unwrap_or_else(PoisonError::into_inner);
+        let id = self.store.next_id()?;
+        let dir = self.snapshot_dir(id);
+        std::fs::rename(&staged.tmp, &dir)
+            .context(|| format!("rename {} to {}", staged.tmp.display(), dir.display()))?;
+        staged.done = true;
+        let now = SystemTime::now();
+        let rec = Record {
+            id,
+            kind: Kind::Committed,
+            parent: parent.map(str::to_string),
+            created: now,
+            updated: now,
+            labels,
+            children: 0,
+        };
+        let recorded = sync_dir(&self.dir)
+            .and_then(|()| self.store.create(name, &rec))
+            .and_then(|()| self.store.flush());
+        if let Err(e) = recorded {
+            self.delete_dir(id);
+            return Err(e);
+        }
+        tracing::info!(name = %name, id, parent = ?parent, "staged snapshot committed");
+        Ok(())
+    }
+
     fn remove(&self, key: &str) -> Result<()> {
         let _shared = self.sweep.read().unwrap_or_else(PoisonError::into_inner);
         let rec = self.store.remove(key)?;
@@ -518,6 +608,29 @@ impl Inner {
             }
         }
         Ok(cleaned)
+    }
+}
+
+/// A layer being unpacked outside any snapshot; see [`OverlaySnapshotter::stage`]. Removed
+/// on drop unless committed.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    done: bool,
+}
+
+impl Staged {
+    /// The directory to unpack into.
+    pub fn fs(&self) -> PathBuf {
+        self.tmp.join("fs")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.done {
+            remove_dir_logged(&self.tmp);
+        }
     }
 }
 
