@@ -15,6 +15,7 @@
 #      to /usr/local/bin
 #   5. starts berth-engine in the background (it starts the snapshotter and builder itself),
 #      logging to /var/log/berth-engine.log, and waits until `berthctl info` answers
+#   6. imports a first image, busybox:latest, from Debian's busybox-static, and lists it
 #
 # Environment: PREFIX (default /usr/local), BERTH_LOG (default /var/log/berth-engine.log).
 set -euo pipefail
@@ -32,7 +33,7 @@ OPTIONAL_BINARIES=(berth-shim)
 DAEMONS=(berth-engine berth-snapshotter berth-builder)
 START_TIMEOUT=30
 STOP_TIMEOUT=30
-APT_PACKAGES=(build-essential gcc pkg-config curl ca-certificates git)
+APT_PACKAGES=(build-essential gcc pkg-config curl ca-certificates git busybox-static)
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -231,6 +232,25 @@ done
 
 step "berthctl info"
 "$BIN_DIR/berthctl" info
+
+# A first image, made here from Debian's busybox-static (no registry needed): a root
+# filesystem imported as busybox:latest. Kept when it exists already.
+step "A first image: busybox:latest from Debian's busybox-static"
+if ! "$BIN_DIR/berthctl" image inspect busybox:latest >/dev/null 2>&1; then
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    mkdir -p "$rootfs/bin" "$rootfs/etc" "$rootfs/tmp" "$rootfs/root"
+    cp /bin/busybox "$rootfs/bin/busybox"
+    for applet in sh ls cat echo ps mount uname id hostname sleep; do
+        ln -s busybox "$rootfs/bin/$applet"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$rootfs/etc/passwd"
+    echo 'root:x:0:' >"$rootfs/etc/group"
+    tar -C "$rootfs" -c . | "$BIN_DIR/berthctl" import --change 'CMD ["/bin/sh"]' \
+        --message "busybox-static from Debian" - busybox:latest
+fi
+"$BIN_DIR/berthctl" images
+"$BIN_DIR/berthctl" history busybox:latest
 
 printf '\nberth is running. Logs: %s\n' "$LOG_HINT"
 printf 'Stop it with: kill -TERM "$(cat %s)"\n' "$PID_FILE"
