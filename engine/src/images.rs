@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod filter;
+mod registry;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
@@ -18,9 +19,10 @@ use berth_proto::engine::v1::{
     images_import_request, DiskUsageEntry, DiskUsageResponse, ImageRemoveResult, ImageSummary,
     ImagesHistoryRequest, ImagesHistoryResponse, ImagesImportRequest, ImagesImportResponse,
     ImagesInspectRequest, ImagesInspectResponse, ImagesListRequest, ImagesListResponse,
-    ImagesLoadRequest, ImagesLoadResponse, ImagesPruneRequest, ImagesPruneResponse,
-    ImagesRemoveRequest, ImagesRemoveResponse, ImagesSaveRequest, ImagesSaveResponse,
-    ImagesTagRequest, ImagesTagResponse, LoadedImage,
+    ImagesLoadRequest, ImagesLoadResponse, ImagesLoginRequest, ImagesLoginResponse,
+    ImagesPruneRequest, ImagesPruneResponse, ImagesPullRequest, ImagesPullResponse,
+    ImagesPushRequest, ImagesPushResponse, ImagesRemoveRequest, ImagesRemoveResponse,
+    ImagesSaveRequest, ImagesSaveResponse, ImagesTagRequest, ImagesTagResponse, LoadedImage,
 };
 use berth_proto::images::v1 as snap;
 use berth_proto::images::v1::images_client::ImagesClient;
@@ -458,6 +460,27 @@ pub async fn disk_usage(ctx: &Context) -> Result<DiskUsageResponse> {
 
 #[tonic::async_trait]
 impl Images for ImagesService {
+    async fn pull(
+        &self,
+        req: Request<ImagesPullRequest>,
+    ) -> Result<Response<BoxStream<ImagesPullResponse>>, Status> {
+        Ok(Response::new(self.pull_stream(req.into_inner()).await?))
+    }
+
+    async fn push(
+        &self,
+        req: Request<ImagesPushRequest>,
+    ) -> Result<Response<BoxStream<ImagesPushResponse>>, Status> {
+        Ok(Response::new(self.push_stream(req.into_inner()).await?))
+    }
+
+    async fn login(
+        &self,
+        req: Request<ImagesLoginRequest>,
+    ) -> Result<Response<ImagesLoginResponse>, Status> {
+        Ok(Response::new(self.login_check(req.into_inner()).await?))
+    }
+
     async fn list(
         &self,
         req: Request<ImagesListRequest>,

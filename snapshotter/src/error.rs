@@ -74,6 +74,9 @@ pub enum Error {
     /// (unavailable, internal, …); kept whole so it reaches our own callers unchanged.
     #[error("remote call failed ({}): {}", .0.code(), .0.message())]
     Remote(tonic::Status),
+    /// A registry refused or failed an operation of a pull, push or login.
+    #[error(transparent)]
+    Registry(#[from] berth_registry_client::Error),
 }
 
 /// Result with the snapshotter's [`Error`].
@@ -123,6 +126,25 @@ impl From<Error> for tonic::Status {
             Error::Rpc(e) => e.into(),
             Error::OutOfRange(_) => Status::out_of_range(msg),
             Error::Remote(status) => status,
+            Error::Registry(e) => Status::new(registry_code(&e), msg),
         }
+    }
+}
+
+/// The gRPC code a registry error maps to.
+pub fn registry_code(e: &berth_registry_client::Error) -> tonic::Code {
+    use berth_registry_client::Error as R;
+    use tonic::Code;
+    match e {
+        R::InvalidReference { .. } | R::TooLarge(_) | R::Unsupported(_) | R::Config(_) => {
+            Code::InvalidArgument
+        }
+        R::NotFound(_) => Code::NotFound,
+        R::Unauthorized(_) => Code::Unauthenticated,
+        R::Denied(_) => Code::PermissionDenied,
+        R::DigestMismatch { .. } | R::SizeMismatch { .. } => Code::DataLoss,
+        R::Stalled(_) | R::Transport(_) => Code::Unavailable,
+        R::Http { status, .. } if *status == 429 || *status >= 500 => Code::Unavailable,
+        R::Http { .. } | R::Io(_) => Code::Unknown,
     }
 }

@@ -5,8 +5,8 @@
 
 use berth_proto::engine::v1::{
     images_pull_response, images_push_response, ImagesLoginRequest, ImagesLoginResponse,
-    ImagesPullRequest, ImagesPullResponse, ImagesPullResult, ImagesPushRequest,
-    ImagesPushResponse, ImagesPushResult,
+    ImagesPullRequest, ImagesPullResponse, ImagesPullResult, ImagesPushRequest, ImagesPushResponse,
+    ImagesPushResult,
 };
 use berth_proto::images::v1 as snap;
 use berth_proto::types::v1::Platform;
@@ -18,7 +18,6 @@ use tonic::{Code, Status};
 
 use super::config::Config;
 use super::{client, config, down_status, target_digest, ImagesService};
-use crate::context::Context;
 use crate::error::{Error, Result};
 
 /// A snapshotter error of a registry operation, as a status for the client. Unavailable here
@@ -44,7 +43,9 @@ fn parse(reference: &str) -> Result<Reference> {
 /// "host:5000/app").
 fn has_tag(reference: &str) -> bool {
     let name = reference.split('@').next().unwrap_or(reference);
-    name.rsplit('/').next().is_some_and(|last| last.contains(':'))
+    name.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
 }
 
 /// Ends `stream` with Unavailable when the engine begins to shut down, so that a long
@@ -238,9 +239,8 @@ impl ImagesService {
                             snap::push_response::Msg::Progress(p) => Msg::Progress(p),
                             snap::push_response::Msg::Result(r) => {
                                 let pushed = r.pushed.unwrap_or_default();
-                                let familiar = Reference::parse(&r.reference)
-                                    .ok()
-                                    .map(|r| r.familiar());
+                                let familiar =
+                                    Reference::parse(&r.reference).ok().map(|r| r.familiar());
                                 service.publish("push", &id, familiar);
                                 Msg::Result(ImagesPushResult {
                                     reference: r.reference,
@@ -259,7 +259,10 @@ impl ImagesService {
     }
 
     /// `Images.Login`
-    pub(super) async fn login_check(&self, req: ImagesLoginRequest) -> Result<ImagesLoginResponse, Status> {
+    pub(super) async fn login_check(
+        &self,
+        req: ImagesLoginRequest,
+    ) -> Result<ImagesLoginResponse, Status> {
         let resp = client(&self.ctx)
             .login(snap::LoginRequest {
                 registry_auth: req.registry_auth,
