@@ -197,6 +197,22 @@ fn breaks(old: &Surface, new: &Surface) -> Vec<String> {
     out
 }
 
+/// The `Event` message of system.proto in `fds`, for tests that break it on purpose.
+fn event_message(fds: &mut FileDescriptorSet) -> &mut DescriptorProto {
+    system_file(fds)
+        .message_type
+        .iter_mut()
+        .find(|m| m.name() == "Event")
+        .unwrap()
+}
+
+fn system_file(fds: &mut FileDescriptorSet) -> &mut prost_types::FileDescriptorProto {
+    fds.file
+        .iter_mut()
+        .find(|f| f.name().ends_with("engine/v1/system.proto"))
+        .unwrap()
+}
+
 fn current() -> Surface {
     surface(&FileDescriptorSet::decode(berth_proto::FILE_DESCRIPTOR_SET).unwrap())
 }
@@ -229,16 +245,7 @@ fn the_api_stays_wire_compatible_with_the_snapshot() {
 fn removing_or_renumbering_a_field_is_caught() {
     let old = current();
     let mut fds = FileDescriptorSet::decode(berth_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let system = fds
-        .file
-        .iter_mut()
-        .find(|f| f.name().ends_with("engine/v1/system.proto"))
-        .unwrap();
-    let event = system
-        .message_type
-        .iter_mut()
-        .find(|m| m.name() == "Event")
-        .unwrap();
+    let event = event_message(&mut fds);
     let seq = event.field.iter_mut().find(|f| f.name() == "seq").unwrap();
     seq.number = Some(99);
     let broken = breaks(&old, &surface(&fds));
@@ -250,15 +257,7 @@ fn removing_or_renumbering_a_field_is_caught() {
     );
 
     // Removing it with the number reserved is fine.
-    let event = fds
-        .file
-        .iter_mut()
-        .find(|f| f.name().ends_with("engine/v1/system.proto"))
-        .unwrap()
-        .message_type
-        .iter_mut()
-        .find(|m| m.name() == "Event")
-        .unwrap();
+    let event = event_message(&mut fds);
     event.field.retain(|f| f.name() != "seq");
     event
         .reserved_range
@@ -273,19 +272,13 @@ fn removing_or_renumbering_a_field_is_caught() {
 fn changing_a_field_type_or_an_rpc_is_caught() {
     let old = current();
     let mut fds = FileDescriptorSet::decode(berth_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let system = fds
-        .file
+    let id = event_message(&mut fds)
+        .field
         .iter_mut()
-        .find(|f| f.name().ends_with("engine/v1/system.proto"))
+        .find(|f| f.name() == "id")
         .unwrap();
-    let event = system
-        .message_type
-        .iter_mut()
-        .find(|m| m.name() == "Event")
-        .unwrap();
-    let id = event.field.iter_mut().find(|f| f.name() == "id").unwrap();
     id.set_type(prost_types::field_descriptor_proto::Type::Int64);
-    let svc = &mut system.service[0];
+    let svc = &mut system_file(&mut fds).service[0];
     let events = svc
         .method
         .iter_mut()

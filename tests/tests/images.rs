@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use berth_proto::images::v1::images_client::ImagesClient;
 use berth_proto::images::v1::{
-    import_request, DeleteRequest, ImportOptions, ImportRequest, InspectRequest, ListRequest,
-    LoadRequest, SaveRequest,
+    import_request, DeleteRequest, ImportOptions, ImportRequest, InspectRequest, InspectResponse,
+    ListRequest, LoadRequest, SaveRequest,
 };
 use berth_rpc::Address;
 use berth_tests::image::{self, File, TestImage};
@@ -45,6 +45,16 @@ async fn save(c: &mut ImagesClient<Channel>, names: &[&str]) -> Vec<u8> {
         out.extend(m.data);
     }
     out
+}
+
+async fn inspect(c: &mut ImagesClient<Channel>, name: impl Into<String>) -> InspectResponse {
+    c.inspect(InspectRequest {
+        name: name.into(),
+        platform: None,
+    })
+    .await
+    .unwrap()
+    .into_inner()
 }
 
 async fn names(c: &mut ImagesClient<Channel>) -> Vec<String> {
@@ -107,14 +117,7 @@ async fn load_unpacks_shared_layers_once_and_inspect_describes_the_image() {
     );
     // Base, app layer, other layer: three snapshots, not four.
     assert_eq!(snapshot_dirs(&engine), 3);
-    let info = c
-        .inspect(InspectRequest {
-            name: "app:v1".into(),
-            platform: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let info = inspect(&mut c, "app:v1").await;
     assert_eq!(info.config.unwrap().digest, built[0].config);
     assert!(
         info.unpacked && info.size > 0,
@@ -126,14 +129,7 @@ async fn load_unpacks_shared_layers_once_and_inspect_describes_the_image() {
     let config: serde_json::Value = serde_json::from_slice(&info.config_json).unwrap();
     assert_eq!(config["config"]["Cmd"], json!(["/bin/busybox", "true"]));
     // By id and by id prefix too.
-    let by_id = c
-        .inspect(InspectRequest {
-            name: built[0].config[7..19].to_string(),
-            platform: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let by_id = inspect(&mut c, built[0].config[7..19].to_string()).await;
     assert_eq!(by_id.image.unwrap().name, "docker.io/library/app:v1");
 }
 
@@ -156,14 +152,7 @@ async fn save_then_load_elsewhere_keeps_every_digest() {
         ("app:v1", &built[0]),
         ("localhost:5000/team/other", &built[1]),
     ] {
-        let i = c2
-            .inspect(InspectRequest {
-                name: name.into(),
-                platform: None,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let i = inspect(&mut c2, name).await;
         assert_eq!(i.manifest.unwrap().digest, b.manifest);
         assert_eq!(i.config.unwrap().digest, b.config);
         assert!(i.unpacked);
@@ -242,14 +231,7 @@ async fn old_docker_save_archives_and_gzipped_archives_load() {
         load(&mut c, image::gzip(&legacy)).await.unwrap(),
         ["docker.io/library/legacy:1"]
     );
-    let i = c
-        .inspect(InspectRequest {
-            name: "legacy:1".into(),
-            platform: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let i = inspect(&mut c, "legacy:1").await;
     assert_eq!(i.layers.len(), 3);
     assert!(i.unpacked);
 }
@@ -349,14 +331,7 @@ async fn deleting_an_image_keeps_layers_another_image_shares() {
         blobs.join(&built[1].layers[0][7..]).exists(),
         "shared layer removed"
     );
-    let other = c
-        .inspect(InspectRequest {
-            name: "localhost:5000/team/other".into(),
-            platform: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let other = inspect(&mut c, "localhost:5000/team/other").await;
     assert!(other.unpacked);
 }
 
@@ -387,14 +362,7 @@ async fn import_makes_a_one_layer_image_with_changes() {
         .unwrap()
         .into_inner();
     assert_eq!(resp.image.unwrap().name, "docker.io/library/imported:1");
-    let i = c
-        .inspect(InspectRequest {
-            name: resp.image_id.clone(),
-            platform: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let i = inspect(&mut c, resp.image_id.clone()).await;
     // The layer is stored uncompressed: its digest is its diff ID.
     assert_eq!(i.diff_ids, [image::digest(&rootfs)]);
     let config: serde_json::Value = serde_json::from_slice(&i.config_json).unwrap();
