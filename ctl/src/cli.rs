@@ -53,6 +53,14 @@ pub enum Command {
     Info(FormatArgs),
     /// List images
     Images(ImagesArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -96,6 +104,10 @@ pub enum ImageCommand {
     Ls(ImagesArgs),
     /// Show detailed information on one or more images as JSON
     Inspect(ImageInspectArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
     /// Remove one or more images
@@ -148,6 +160,65 @@ pub struct ImageInspectArgs {
     /// Output format (always a JSON array; accepted for symmetry with other commands)
     #[arg(short, long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+}
+
+/// `pull`, `image pull`
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image to pull; without a tag or digest, :latest
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    pub name: String,
+    /// Platform to pull from a multi-platform image, os/arch[/variant] (default: the engine's)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Keep every platform of a multi-platform image (only one is unpacked)
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Suppress verbose output: print only the image's full name
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `push`, `image push`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image to push; without a tag, :latest
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+    /// Push every local tag of the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
+    /// Push only this platform's manifest of a multi-platform image, os/arch[/variant]
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Suppress verbose output: print only the image's full name
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `login`
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry, e.g. registry.example.com:5000 (default: docker.io)
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
+    /// Username
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (insecure: visible to other users of the host; prefer --password-stdin)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Take the password from STDIN
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `logout`
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry (default: docker.io)
+    #[arg(value_name = "SERVER")]
+    pub server: Option<String>,
 }
 
 /// `tag`, `image tag`

@@ -25,6 +25,10 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => {
             commands::images::inspect(g, a).await
         }
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => commands::pull::run(g, a).await,
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => commands::push::run(g, a).await,
+        Command::Login(a) => commands::login::login(g, a).await,
+        Command::Logout(a) => commands::login::logout(a),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(g, a).await,
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => {
             commands::images::remove(g, a).await

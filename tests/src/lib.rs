@@ -2,6 +2,7 @@
 //! directories, hand out typed clients, and clean up every process they started.
 
 pub mod image;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -255,13 +256,34 @@ impl Engine {
 
     /// Runs berthctl against this engine.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        Command::new(bin("berthctl"))
-            .arg("-H")
+        self.ctl_command(args).output().expect("run berthctl")
+    }
+
+    /// A berthctl command against this engine, for a test to add environment or input to.
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("berthctl"));
+        cmd.arg("-H")
             .arg(self.host())
             .args(args)
-            .env_remove("BERTH_HOST")
-            .output()
-            .expect("run berthctl")
+            .env_remove("BERTH_HOST");
+        cmd
+    }
+
+    /// Runs berthctl against this engine with extra environment variables (e.g.
+    /// `BERTH_CONFIG` and `DOCKER_CONFIG` naming temporary directories, so that a test never
+    /// reads or writes the user's credentials) and `stdin` as its standard input.
+    pub fn ctl_env(&self, args: &[&str], env: &[(&str, &Path)], stdin: &[u8]) -> Output {
+        let mut cmd = self.ctl_command(args);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("run berthctl");
+        let mut input = child.stdin.take().expect("berthctl stdin");
+        // berthctl may exit without reading its input.
+        let _ = std::io::Write::write_all(&mut input, stdin);
+        drop(input);
+        child.wait_with_output().expect("wait for berthctl")
     }
 }
 

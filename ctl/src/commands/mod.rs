@@ -6,6 +6,10 @@ pub mod events;
 pub mod human;
 pub mod images;
 pub mod info;
+pub mod login;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod transfer;
 pub mod version;
 

@@ -159,7 +159,7 @@ pub async fn load(global: &Global, args: &LoadArgs) -> anyhow::Result<()> {
 }
 
 /// Parses `os/arch[/variant]`.
-fn platform(s: &str) -> anyhow::Result<Platform> {
+pub fn platform(s: &str) -> anyhow::Result<Platform> {
     let parts: Vec<&str> = s.split('/').collect();
     match parts.as_slice() {
         [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
