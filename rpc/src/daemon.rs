@@ -24,10 +24,13 @@ pub struct ServiceArgs {
 
 /// The service's table in the configuration file.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 struct FileConfig {
     socket: Option<PathBuf>,
     socket_group: Option<String>,
+    /// Keys the service reads (and validates) itself; see [`main_with_keys`]. Any other key
+    /// is an error, as with `deny_unknown_fields`.
+    #[serde(flatten)]
+    extra: toml::Table,
 }
 
 /// Serves `set` on the unix socket `socket` until SIGTERM or SIGINT, then drains and
@@ -52,6 +55,24 @@ where
     Fut: std::future::Future<Output = std::result::Result<ServiceSet, E>>,
     E: std::fmt::Display,
 {
+    main_with_keys(component, section, &[], args, build)
+}
+
+/// [`main`] for a service whose table holds more keys than `socket` and `socket_group`:
+/// `own_keys` are accepted here and left to the service to read and validate (e.g. with
+/// [`crate::config::load`] on its own `deny_unknown_fields` struct).
+pub fn main_with_keys<F, Fut, E>(
+    component: &'static str,
+    section: &str,
+    own_keys: &[&str],
+    args: ServiceArgs,
+    build: F,
+) -> ExitCode
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<ServiceSet, E>>,
+    E: std::fmt::Display,
+{
     let (settings, file): (Settings, FileConfig) = match args.common.load(section) {
         Ok(v) => v,
         Err(e) => {
@@ -59,6 +80,15 @@ where
             return ExitCode::from(2);
         }
     };
+    if let Some(key) = file.extra.keys().find(|k| !own_keys.contains(&k.as_str())) {
+        let path = args.common.config.as_deref();
+        let path = path.unwrap_or(std::path::Path::new(crate::config::DEFAULT_CONFIG));
+        eprintln!(
+            "{component}: config file {}: [{section}]: unknown field `{key}`",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     crate::logging::init(settings.log_format);
     let socket = args
         .socket

@@ -10,6 +10,7 @@ pub mod images;
 pub mod layer;
 pub mod metadata;
 pub mod mount;
+pub mod registry_config;
 pub mod snapshots;
 pub mod store;
 
@@ -19,8 +20,18 @@ use berth_rpc::cli::Settings;
 use berth_rpc::serve::ServiceSet;
 
 /// Opens the snapshotter's state under the root, sweeps what a crash left behind, and
-/// returns its gRPC services: content, snapshots and images.
+/// returns its gRPC services: content, snapshots and images (registries configured with
+/// the defaults).
 pub async fn services(settings: &Settings) -> Result<ServiceSet> {
+    services_with(settings, registry_config::RegistryConfig::default()).await
+}
+
+/// [`services`] with the registry settings of the configuration file.
+pub async fn services_with(
+    settings: &Settings,
+    registries: registry_config::RegistryConfig,
+) -> Result<ServiceSet> {
+    let registries = std::sync::Arc::new(images::remote::Registries::new(registries)?);
     let store = store::Store::open(&settings.root).await?;
     let content = store.content.clone();
     tokio::task::spawn_blocking(move || content.sweep(content::DEFAULT_INGEST_MAX_AGE))
@@ -29,5 +40,5 @@ pub async fn services(settings: &Settings) -> Result<ServiceSet> {
     Ok(ServiceSet::new("berth-snapshotter")
         .with(content::service(store.content.clone()))
         .with(snapshots::store_service(store.clone()))
-        .with(images::service::service(store)))
+        .with(images::service::service(store, registries)))
 }

@@ -10,10 +10,20 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    berth_rpc::daemon::main(
+    // The registry keys of `[snapshotter]`, read (strictly) here; berth-rpc reads the rest.
+    let config = args.service.common.config.as_deref();
+    let registries = match berth_snapshotter::registry_config::RegistryConfig::load(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth-snapshotter: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    berth_rpc::daemon::main_with_keys(
         "berth-snapshotter",
         "snapshotter",
+        berth_snapshotter::registry_config::KEYS,
         args.service,
-        |settings| async move { berth_snapshotter::services(&settings).await },
+        |settings| async move { berth_snapshotter::services_with(&settings, registries).await },
     )
 }

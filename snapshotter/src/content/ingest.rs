@@ -150,7 +150,10 @@ fn status_from(meta: &Meta, data: &std::fs::Metadata) -> IngestStatus {
         total: meta.total,
         expected: meta.expected.as_deref().and_then(|d| Digest::parse(d).ok()),
         started_at: meta.started_at,
-        updated_at: data.modified().unwrap_or(meta.started_at),
+        // File times are coarser than the clock: never report an update before the start.
+        updated_at: data
+            .modified()
+            .map_or(meta.started_at, |m| m.max(meta.started_at)),
     }
 }
 
@@ -344,7 +347,9 @@ impl Ingest {
             .context(|| format!("stat {}", data.display()))?;
         let offset = md.len();
         let mut ingest = Ingest {
-            updated_at: md.modified().unwrap_or(meta.started_at),
+            updated_at: md
+                .modified()
+                .map_or(meta.started_at, |m| m.max(meta.started_at)),
             shared,
             dir,
             meta,

@@ -1,6 +1,6 @@
-//! `berth.images.v1.Images`: image records, inspect, load, save, import. Handlers unpack
-//! the request, run the domain code (on a blocking thread where it does file I/O) and
-//! convert the answer.
+//! `berth.images.v1.Images`: image records, inspect, load, save, import, pull, push and
+//! login. Handlers unpack the request, run the domain code (on a blocking thread where it
+//! does file I/O) and convert the answer.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -17,18 +17,84 @@ use crate::error::{Error, Result};
 use crate::images::convert;
 use crate::images::filter::Filter;
 use crate::images::inspect;
+use crate::images::progress::{transfer_stream, Progress};
+use crate::images::pull::{self, Downloads, PullOptions, Pulled};
+use crate::images::push::{self, PushOptions, Pushed};
 use crate::images::record::{normalize, ImageRecord};
+use crate::images::remote::Registries;
 use crate::store::Store;
 
 /// The service.
 #[derive(Clone)]
 pub struct ImagesService {
     store: Arc<Store>,
+    registries: Arc<Registries>,
+    downloads: Arc<Downloads>,
 }
 
-/// The generated server around the service.
-pub fn service(store: Arc<Store>) -> ImagesServer<ImagesService> {
-    ImagesServer::new(ImagesService { store })
+/// The generated server around the service; pulls and pushes go through `registries`.
+pub fn service(store: Arc<Store>, registries: Arc<Registries>) -> ImagesServer<ImagesService> {
+    ImagesServer::new(ImagesService {
+        store,
+        registries,
+        downloads: Arc::new(Downloads::new()),
+    })
+}
+
+/// A request's transfer concurrency: 0 for the configured default, at most 64.
+fn concurrency(asked: u32, default: usize) -> Result<usize> {
+    match usize::try_from(asked).unwrap_or(usize::MAX) {
+        0 => Ok(default),
+        n if n <= crate::registry_config::MAX_CONCURRENCY => Ok(n),
+        n => Err(Error::InvalidArgument(format!(
+            "{n} concurrent transfers asked; at most {} are allowed",
+            crate::registry_config::MAX_CONCURRENCY
+        ))),
+    }
+}
+
+fn parse_reference(reference: &str) -> Result<berth_registry_client::Reference> {
+    if reference.is_empty() {
+        return Err(Error::InvalidArgument("no image reference given".into()));
+    }
+    Ok(berth_registry_client::Reference::parse(reference)?)
+}
+
+fn pull_progress(p: berth_proto::types::v1::TransferProgress) -> pb::PullResponse {
+    pb::PullResponse {
+        msg: Some(pb::pull_response::Msg::Progress(p)),
+    }
+}
+
+fn pull_result(p: Pulled) -> pb::PullResponse {
+    let manifest = berth_proto::types::v1::Descriptor {
+        platform: Some(convert::platform(&p.platform)),
+        ..convert::descriptor(&p.image.manifest)
+    };
+    pb::PullResponse {
+        msg: Some(pb::pull_response::Msg::Result(pb::PullResult {
+            image: Some(convert::image(&p.record)),
+            manifest: Some(manifest),
+            config: Some(convert::descriptor(&p.image.config)),
+            chain_id: p.image.top_chain_id().to_string(),
+            up_to_date: p.up_to_date,
+        })),
+    }
+}
+
+fn push_progress(p: berth_proto::types::v1::TransferProgress) -> pb::PushResponse {
+    pb::PushResponse {
+        msg: Some(pb::push_response::Msg::Progress(p)),
+    }
+}
+
+fn push_result(p: Pushed) -> pb::PushResponse {
+    pb::PushResponse {
+        msg: Some(pb::push_response::Msg::Result(pb::PushResult {
+            reference: p.reference,
+            pushed: Some(convert::descriptor(&p.descriptor)),
+        })),
+    }
 }
 
 /// Runs blocking domain code off the async threads.
@@ -274,6 +340,94 @@ impl Images for ImagesService {
         Ok(Response::new(pb::ImportResponse {
             image: Some(convert::image(&record)),
             image_id: id,
+        }))
+    }
+
+    async fn pull(
+        &self,
+        req: Request<pb::PullRequest>,
+    ) -> Result<Response<BoxStream<pb::PullResponse>>, Status> {
+        let req = req.into_inner();
+        let reference = parse_reference(&req.reference)?;
+        let config = self.registries.config();
+        let opts = PullOptions {
+            platform: convert::from_platform(req.platform)?,
+            all_platforms: req.all_platforms,
+            max_concurrent_downloads: concurrency(
+                req.max_concurrent_downloads,
+                config.max_concurrent_downloads,
+            )?,
+            labels: req.labels.into_iter().collect(),
+        };
+        let source = Arc::new(
+            self.registries
+                .open(&reference, req.registry_auth, req.insecure)?,
+        );
+        let (progress, updates) = Progress::channel();
+        let work = pull::pull(
+            self.store.clone(),
+            self.downloads.clone(),
+            source,
+            opts,
+            progress,
+        );
+        Ok(Response::new(transfer_stream(
+            work,
+            updates,
+            pull_progress,
+            pull_result,
+        )))
+    }
+
+    async fn push(
+        &self,
+        req: Request<pb::PushRequest>,
+    ) -> Result<Response<BoxStream<pb::PushResponse>>, Status> {
+        let req = req.into_inner();
+        let record = self.store.images.get(&normalize(&req.name)?)?;
+        let reference = if req.reference.is_empty() {
+            record.reference().ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "image {} has no name to push to: give a reference",
+                    record.name
+                ))
+            })?
+        } else {
+            parse_reference(&req.reference)?
+        };
+        let opts = PushOptions {
+            platform: convert::from_platform(req.platform)?,
+            max_concurrent_uploads: concurrency(
+                req.max_concurrent_uploads,
+                self.registries.config().max_concurrent_uploads,
+            )?,
+        };
+        let sink = Arc::new(
+            self.registries
+                .open(&reference, req.registry_auth, req.insecure)?,
+        );
+        let (progress, updates) = Progress::channel();
+        let store = self.store.clone();
+        let work = async move { push::push(store, sink, &record, opts, progress).await };
+        Ok(Response::new(transfer_stream(
+            work,
+            updates,
+            push_progress,
+            push_result,
+        )))
+    }
+
+    async fn login(
+        &self,
+        req: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = req.into_inner();
+        let auth = req
+            .registry_auth
+            .ok_or_else(|| Status::invalid_argument("registry_auth is required"))?;
+        self.registries.login(auth, req.insecure).await?;
+        Ok(Response::new(pb::LoginResponse {
+            identity_token: String::new(),
         }))
     }
 }
