@@ -496,7 +496,9 @@ pub async fn statuses<S: ContentStore>(store: &S) {
     assert!(st
         .iter()
         .all(|s| s.total == Some(99) && s.expected.as_ref() == Some(&d)));
-    assert!(st.iter().all(|s| s.updated_at >= s.started_at));
+    // File times are kept at the kernel's coarse clock resolution: allow for it.
+    let slack = std::time::Duration::from_millis(20);
+    assert!(st.iter().all(|s| s.updated_at + slack >= s.started_at));
     store.abort("testsuite-status-a").await.unwrap();
     store.abort("testsuite-status-b").await.unwrap();
     assert!(store
