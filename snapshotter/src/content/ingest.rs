@@ -150,7 +150,6 @@ fn status_from(meta: &Meta, data: &std::fs::Metadata) -> IngestStatus {
         total: meta.total,
         expected: meta.expected.as_deref().and_then(|d| Digest::parse(d).ok()),
         started_at: meta.started_at,
-        // File times are coarser than the clock: never report an update before the start.
         updated_at: data
             .modified()
             .map_or(meta.started_at, |m| m.max(meta.started_at)),
