@@ -150,9 +150,7 @@ fn status_from(meta: &Meta, data: &std::fs::Metadata) -> IngestStatus {
         total: meta.total,
         expected: meta.expected.as_deref().and_then(|d| Digest::parse(d).ok()),
         started_at: meta.started_at,
-        updated_at: data
-            .modified()
-            .map_or(meta.started_at, |m| m.max(meta.started_at)),
+        updated_at: data.modified().unwrap_or(meta.started_at),
     }
 }
 
@@ -346,9 +344,7 @@ impl Ingest {
             .context(|| format!("stat {}", data.display()))?;
         let offset = md.len();
         let mut ingest = Ingest {
-            updated_at: md
-                .modified()
-                .map_or(meta.started_at, |m| m.max(meta.started_at)),
+            updated_at: md.modified().unwrap_or(meta.started_at),
             shared,
             dir,
             meta,
