@@ -182,20 +182,61 @@ impl Container {
 
     /// Sends `sig` to the init (`all`: to every process in the container's cgroup).
     pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
+        self.kill_signo(sig as i32, all)
+    }
+
+    /// [`Container::kill`] with a raw signal number: the Task API takes any signal,
+    /// realtime ones included (`SIGRTMIN+3` is systemd's stop signal), which nix's
+    /// `Signal` cannot name.
+    pub fn kill_signo(&self, signo: i32, all: bool) -> Result<()> {
         if !matches!(self.state, Some(State::Running) | Some(State::Created(_))) {
             return Err(Error::Protocol(format!(
                 "container {} is not running",
                 self.id
             )));
         }
+        let send = |pid: i32| {
+            // SAFETY: kill(2) takes plain integers; no memory is involved.
+            nix::errno::Errno::result(unsafe { libc::kill(pid, signo) }).map(drop)
+        };
         if all {
             for pid in self.cgroup.pids()? {
-                let _ = signal::kill(Pid::from_raw(pid), sig);
+                // ESRCH: it exited between listing and signalling.
+                let _ = send(pid);
             }
             return Ok(());
         }
-        signal::kill(self.pid, sig)
-            .map_err(|e| Error::sys(format!("kill {} with {sig}", self.pid), e))
+        send(self.pid.as_raw())
+            .map_err(|e| Error::sys(format!("kill {} with signal {signo}", self.pid), e))
+    }
+
+    /// How the init ended, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match &self.state {
+            Some(State::Exited(s)) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Records the end of the init when the caller reaped it (a shim is a child subreaper
+    /// and reaps every child itself, so [`Container::wait`] cannot), then cleans up as
+    /// `wait` does. `None` when `status` is not an exit (stopped, continued) or not the
+    /// init's. Idempotent.
+    pub fn exited(&mut self, status: WaitStatus) -> Option<ExitStatus> {
+        if let Some(State::Exited(s)) = &self.state {
+            return Some(*s);
+        }
+        let (pid, code, signal) = match status {
+            WaitStatus::Exited(pid, code) => (pid, code, None),
+            WaitStatus::Signaled(pid, sig, _) => (pid, 128 + sig as i32, Some(sig as i32)),
+            _ => return None,
+        };
+        if pid != self.pid {
+            return None;
+        }
+        // A created init that died (killed before Start) was reaped already: dropping
+        // its handle must not signal the pid again, so it is not aborted.
+        Some(self.finish(code, signal))
     }
 
     /// Waits for the init to exit, then removes what is left (processes that escaped the
@@ -219,6 +260,10 @@ impl Container {
                 Ok(_) => continue,
             }
         };
+        Ok(self.finish(status.0, status.1))
+    }
+
+    fn finish(&mut self, code: i32, signal: Option<i32>) -> ExitStatus {
         let oom_killed = match self.cgroup.stats() {
             Ok(s) => s.memory.oom_kills > 0,
             Err(e) => {
@@ -227,14 +272,14 @@ impl Container {
             }
         };
         let exit = ExitStatus {
-            code: status.0,
-            signal: status.1,
+            code,
+            signal,
             oom_killed,
         };
         self.state = Some(State::Exited(exit));
         tracing::debug!(container = %self.id, code = exit.code, oom_killed, "container exited");
         self.cleanup();
-        Ok(exit)
+        exit
     }
 
     fn cleanup(&self) {

@@ -47,6 +47,49 @@ pub enum Error {
     /// message was not the expected one).
     #[error("container start protocol: {0}")]
     Protocol(String),
+    /// A Task API request named something that does not exist (no container yet, an
+    /// unknown exec id).
+    #[error("{0}")]
+    NotFound(String),
+    /// A Task API request would create something that exists (Create twice).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// A Task API request came in the wrong state (Start twice, Delete while running).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A Task API request is malformed (wrong id, relative path, bad signal).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The shim of a state directory is gone: no socket, or nobody answers on it. For the
+    /// engine's live restore this means "the container's shim died".
+    #[error("no shim serves {}: {reason}", state_dir.display())]
+    ShimNotFound {
+        /// The container's state directory.
+        state_dir: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+    /// `berth-shim` could not be started, or did not get ready.
+    #[error("spawn berth-shim: {0}")]
+    Spawn(String),
+    /// The gRPC transport to a shim failed.
+    #[error("{context}: {source}")]
+    Transport {
+        /// What was being done.
+        context: String,
+        /// The transport error.
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A shim answered a call with an error status.
+    #[error("{context}: {}", source.message())]
+    Rpc {
+        /// The call.
+        context: String,
+        /// The status.
+        #[source]
+        source: tonic::Status,
+    },
 }
 
 /// Shorthand used across the crate.
@@ -69,5 +112,43 @@ impl Error {
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidSpec(message.into())
+    }
+}
+
+impl Error {
+    /// True for errors that mean "no such thing": a missing shim, a container not created.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::NotFound(_) | Error::ShimNotFound { .. } => true,
+            Error::Rpc { source, .. } => source.code() == tonic::Code::NotFound,
+            _ => false,
+        }
+    }
+}
+
+/// One mapping from the shim's errors to gRPC codes a client can act on. Setup failures
+/// inside the container (exec of a missing binary, a bad mount) are the request's fault in
+/// the container's current state, so FailedPrecondition with the init's own message, as
+/// `docker run` prints it; failures of the shim itself are Internal.
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Init(msg) => tonic::Status::failed_precondition(msg),
+            Error::LoadSpec { .. } | Error::InvalidSpec(_) | Error::InvalidArgument(_) => {
+                tonic::Status::invalid_argument(e.to_string())
+            }
+            Error::NotFound(_) | Error::ShimNotFound { .. } => {
+                tonic::Status::not_found(e.to_string())
+            }
+            Error::AlreadyExists(_) => tonic::Status::already_exists(e.to_string()),
+            Error::FailedPrecondition(_) | Error::Protocol(_) => {
+                tonic::Status::failed_precondition(e.to_string())
+            }
+            Error::Spawn(_) | Error::Transport { .. } => tonic::Status::unavailable(e.to_string()),
+            Error::Rpc { source, .. } => source,
+            Error::Sys { .. } | Error::Io { .. } | Error::Cgroup(_) => {
+                tonic::Status::internal(e.to_string())
+            }
+        }
     }
 }

@@ -1,16 +1,47 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_rpc::logging::LogFormat;
+use berth_shim::daemon::{self, Ready, Role};
+use berth_shim::server::{self, ShimArgs};
 use clap::Parser;
 
-/// berth-shim: serves the Task API of one container (spawned by berth-engine).
+/// berth-shim: serves the Task API of one container (spawned by berth-engine). It
+/// detaches at once; the Task API is on <state-dir>/shim.sock, its log in
+/// <state-dir>/shim.log.
 #[derive(Debug, Parser)]
 #[command(name = "berth-shim", version)]
 struct Args {
-    #[command(flatten)]
-    service: berth_rpc::daemon::ServiceArgs,
+    /// Container id: 64 lowercase hex characters
+    #[arg(long)]
+    id: String,
+    /// The container's state directory, created by the engine
+    #[arg(long, value_name = "DIR")]
+    state_dir: PathBuf,
+    /// Log format; filter with RUST_LOG (e.g. RUST_LOG=debug)
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Do not detach (for debugging): stay in the caller's session, log to stderr
+    #[arg(long)]
+    foreground: bool,
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
-    berth_rpc::daemon::main("berth-shim", "shim", args.service, |_| async {
-        Ok::<_, std::convert::Infallible>(berth_shim::services())
-    })
+    let ready = if args.foreground {
+        Ready::none()
+    } else {
+        match daemon::daemonize(&args.state_dir) {
+            Role::Launcher(code) => return code,
+            Role::Daemon(ready) => ready,
+        }
+    };
+    server::run(
+        ShimArgs {
+            id: args.id,
+            state_dir: args.state_dir,
+            log_format: args.log_format,
+        },
+        ready,
+    )
 }

@@ -1,0 +1,209 @@
+//! Proto ↔ domain conversions for the Task API, kept out of the handlers.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use berth_proto::shim::v1 as pb;
+use berth_proto::types::v1 as types;
+
+use super::create::CreateSpec;
+use super::io::StdioSpec;
+use super::query::ProcessState;
+use super::Status;
+use crate::cgroups::Stats;
+use crate::error::{Error, Result};
+use crate::logs::{LogConfig, Stream};
+use crate::rootfs::MountSpec;
+use crate::state::{self, ExitRecord};
+
+/// A rootfs mount; its target must be the root itself (the shim mounts at `root.path`).
+pub fn mount(m: types::Mount) -> Result<MountSpec> {
+    if !(m.target.is_empty() || m.target == "/") {
+        return Err(Error::InvalidArgument(format!(
+            "rootfs mount {} ({}) has target {:?}: rootfs mounts are mounted at the root",
+            m.source, m.r#type, m.target
+        )));
+    }
+    if m.r#type.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "rootfs mount {} has no type",
+            m.source
+        )));
+    }
+    Ok(MountSpec {
+        fs_type: m.r#type,
+        source: m.source,
+        options: m.options,
+    })
+}
+
+/// Stdio options. With no `log` message at all the log goes to `<state_dir>/container.log`
+/// (so a bare CreateRequest still logs, as the engine's `logs` expects); a `log` with an
+/// empty path means no log file, as the proto says.
+pub fn stdio(opts: Option<pb::StdioOptions>, state_dir: &Path) -> Result<StdioSpec> {
+    let opts = opts.unwrap_or_default();
+    let log = match opts.log {
+        None => Some(LogConfig::new(state::path(state_dir, state::CONTAINER_LOG))),
+        Some(l) if l.path.is_empty() => None,
+        Some(l) => Some(LogConfig::from_options(
+            PathBuf::from(l.path),
+            l.max_size_bytes,
+            l.max_files,
+        )?),
+    };
+    Ok(StdioSpec {
+        stdin: opts.stdin,
+        stdin_once: opts.stdin_once,
+        log,
+    })
+}
+
+/// A CreateRequest.
+pub fn create(req: pb::CreateRequest, state_dir: &Path) -> Result<CreateSpec> {
+    Ok(CreateSpec {
+        id: req.id,
+        bundle: PathBuf::from(req.bundle),
+        rootfs: req.rootfs.into_iter().map(mount).collect::<Result<_>>()?,
+        terminal: req.terminal,
+        stdio: stdio(req.stdio, state_dir)?,
+    })
+}
+
+/// A process status.
+pub fn status(s: Status) -> pb::ProcessStatus {
+    match s {
+        Status::Created => pb::ProcessStatus::Created,
+        Status::Running => pb::ProcessStatus::Running,
+        Status::Paused => pb::ProcessStatus::Paused,
+        Status::Stopped => pb::ProcessStatus::Stopped,
+    }
+}
+
+/// A timestamp.
+pub fn time(t: SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
+}
+
+/// A StateResponse.
+pub fn state(id: &str, s: ProcessState) -> pb::StateResponse {
+    pb::StateResponse {
+        id: id.to_string(),
+        exec_id: String::new(),
+        bundle: s.bundle.to_string_lossy().into_owned(),
+        pid: s.pid,
+        status: status(s.status) as i32,
+        terminal: false,
+        stdin_open: s.stdin_open,
+        exit_status: s.exit.as_ref().map_or(0, |e| e.exit_status),
+        exited_at: s.exit.as_ref().map(|e| time(e.exited_at)),
+        oom_killed: s.exit.as_ref().is_some_and(|e| e.oom_killed),
+        started_at: s.started_at.map(time),
+    }
+}
+
+/// A WaitResponse.
+pub fn wait(e: &ExitRecord) -> pb::WaitResponse {
+    pb::WaitResponse {
+        exit_status: e.exit_status,
+        exited_at: Some(time(e.exited_at)),
+        oom_killed: e.oom_killed,
+    }
+}
+
+/// A DeleteResponse.
+pub fn delete(e: &ExitRecord) -> pb::DeleteResponse {
+    pb::DeleteResponse {
+        pid: e.pid,
+        exit_status: e.exit_status,
+        exited_at: Some(time(e.exited_at)),
+    }
+}
+
+/// An output stream.
+pub fn stream(s: Stream) -> types::StdioStream {
+    match s {
+        Stream::Stdout => types::StdioStream::Stdout,
+        Stream::Stderr => types::StdioStream::Stderr,
+    }
+}
+
+fn host_memory() -> u64 {
+    // SAFETY: sysinfo fills the zeroed struct it is given.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out-pointer.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return 0;
+    }
+    (info.totalram as u64).saturating_mul(info.mem_unit as u64)
+}
+
+/// A metrics sample.
+pub fn metrics(s: Stats, read_at: SystemTime) -> types::ContainerMetrics {
+    types::ContainerMetrics {
+        read_at: Some(time(read_at)),
+        cpu: Some(types::CpuMetrics {
+            usage_ns: s.cpu.usage_ns,
+            ..Default::default()
+        }),
+        memory: Some(types::MemoryMetrics {
+            usage_bytes: s.memory.usage,
+            // The proto's convention: the host's memory when the container has no limit.
+            limit_bytes: s.memory.limit.unwrap_or_else(host_memory),
+            max_usage_bytes: s.memory.max_usage.unwrap_or(0),
+            oom_kills: s.memory.oom_kills,
+            ..Default::default()
+        }),
+        pids: Some(types::PidsMetrics {
+            current: s.pids.current,
+            limit: s.pids.limit.unwrap_or(0),
+        }),
+        block_io: None,
+        networks: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_defaults_follow_the_proto() {
+        let dir = Path::new("/run/berth/containers/x");
+        let s = stdio(None, dir).unwrap();
+        assert_eq!(s.log.unwrap().path, dir.join("container.log"));
+        let none = pb::StdioOptions {
+            log: Some(pb::LogOptions::default()),
+            ..Default::default()
+        };
+        assert!(stdio(Some(none), dir).unwrap().log.is_none());
+        let custom = pb::StdioOptions {
+            stdin: true,
+            log: Some(pb::LogOptions {
+                path: "/var/lib/berth/containers/x/x-json.log".into(),
+                max_size_bytes: 1000,
+                max_files: 5,
+            }),
+            ..Default::default()
+        };
+        let s = stdio(Some(custom), dir).unwrap();
+        let log = s.log.unwrap();
+        assert!(s.stdin);
+        assert_eq!((log.max_size, log.max_files), (Some(1000), 5));
+    }
+
+    #[test]
+    fn rootfs_mounts_go_at_the_root() {
+        let m = types::Mount {
+            r#type: "overlay".into(),
+            source: "overlay".into(),
+            target: String::new(),
+            options: vec!["lowerdir=/a".into()],
+        };
+        assert_eq!(mount(m.clone()).unwrap().fs_type, "overlay");
+        let elsewhere = types::Mount {
+            target: "/x".into(),
+            ..m
+        };
+        assert!(mount(elsewhere).is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! `berth.shim.v1.Task` over gRPC: each handler unpacks the request, calls the domain
+//! [`Task`], converts the answer; errors map to status codes in one place
+//! (`From<Error> for tonic::Status`). Exec answers UNIMPLEMENTED (not in this slice).
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use berth_proto::shim::v1 as pb;
+use berth_proto::shim::v1::task_server;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status};
+
+use super::io::{AttachOptions, Attachment};
+use super::{convert, Task};
+
+/// The gRPC face of a [`Task`].
+#[derive(Clone)]
+pub struct TaskService {
+    task: Arc<Task>,
+}
+
+impl TaskService {
+    /// Serves `task`.
+    pub fn new(task: Arc<Task>) -> Self {
+        TaskService { task }
+    }
+
+    /// The generated tonic server around this service.
+    pub fn server(task: Arc<Task>) -> task_server::TaskServer<TaskService> {
+        task_server::TaskServer::new(TaskService::new(task))
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn exec_id(id: &str) -> Result<(), Status> {
+    Task::check_exec_id(id).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl task_server::Task for TaskService {
+    async fn create(&self, req: Request<pb::CreateRequest>) -> Reply<pb::CreateResponse> {
+        let spec = convert::create(req.into_inner(), self.task.state_dir())?;
+        let pid = self.task.create(spec).await?;
+        Ok(Response::new(pb::CreateResponse { pid }))
+    }
+
+    async fn start(&self, req: Request<pb::StartRequest>) -> Reply<pb::StartResponse> {
+        exec_id(&req.get_ref().exec_id)?;
+        let pid = self.task.start().await?;
+        Ok(Response::new(pb::StartResponse { pid }))
+    }
+
+    async fn state(&self, req: Request<pb::StateRequest>) -> Reply<pb::StateResponse> {
+        exec_id(&req.get_ref().exec_id)?;
+        let s = self.task.state().await?;
+        Ok(Response::new(convert::state(self.task.id(), s)))
+    }
+
+    async fn kill(&self, req: Request<pb::KillRequest>) -> Reply<pb::KillResponse> {
+        let req = req.into_inner();
+        exec_id(&req.exec_id)?;
+        self.task.kill(req.signal, req.all).await?;
+        Ok(Response::new(pb::KillResponse {}))
+    }
+
+    async fn resize_pty(&self, req: Request<pb::ResizePtyRequest>) -> Reply<pb::ResizePtyResponse> {
+        exec_id(&req.get_ref().exec_id)?;
+        Err(Status::failed_precondition(
+            "the process has no terminal (TTY not supported yet)",
+        ))
+    }
+
+    async fn close_io(&self, req: Request<pb::CloseIoRequest>) -> Reply<pb::CloseIoResponse> {
+        let req = req.into_inner();
+        exec_id(&req.exec_id)?;
+        self.task.close_io(req.stdin).await?;
+        Ok(Response::new(pb::CloseIoResponse {}))
+    }
+
+    async fn attach(
+        &self,
+        req: Request<tonic::Streaming<pb::AttachRequest>>,
+    ) -> Reply<BoxStream<pb::AttachResponse>> {
+        let mut inbound = req.into_inner();
+        let opts = match inbound.message().await? {
+            Some(pb::AttachRequest {
+                msg: Some(pb::attach_request::Msg::Options(o)),
+            }) => o,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first Attach message must carry the options",
+                ))
+            }
+        };
+        exec_id(&opts.exec_id)?;
+        let attachment = self
+            .task
+            .attach(AttachOptions {
+                stdin: opts.stdin,
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+            })
+            .await?;
+        Ok(Response::new(attach_streams(attachment, inbound)))
+    }
+
+    async fn pids(&self, _: Request<pb::PidsRequest>) -> Reply<pb::PidsResponse> {
+        let processes = self
+            .task
+            .pids()
+            .await?
+            .into_iter()
+            .map(|pid| pb::ProcessInfo {
+                pid,
+                exec_id: String::new(),
+            })
+            .collect();
+        Ok(Response::new(pb::PidsResponse { processes }))
+    }
+
+    async fn wait(&self, req: Request<pb::WaitRequest>) -> Reply<pb::WaitResponse> {
+        exec_id(&req.get_ref().exec_id)?;
+        let exit = self.task.wait().await?;
+        Ok(Response::new(convert::wait(&exit)))
+    }
+
+    async fn stats(&self, _: Request<pb::StatsRequest>) -> Reply<pb::StatsResponse> {
+        let stats = self.task.stats().await?;
+        let metrics = convert::metrics(stats, SystemTime::now());
+        Ok(Response::new(pb::StatsResponse {
+            metrics: Some(metrics),
+        }))
+    }
+
+    async fn pause(&self, _: Request<pb::PauseRequest>) -> Reply<pb::PauseResponse> {
+        self.task.pause().await?;
+        Ok(Response::new(pb::PauseResponse {}))
+    }
+
+    async fn resume(&self, _: Request<pb::ResumeRequest>) -> Reply<pb::ResumeResponse> {
+        self.task.resume().await?;
+        Ok(Response::new(pb::ResumeResponse {}))
+    }
+
+    async fn delete(&self, req: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
+        exec_id(&req.get_ref().exec_id)?;
+        let exit = self.task.delete().await?;
+        Ok(Response::new(convert::delete(&exit)))
+    }
+
+    async fn shutdown(&self, req: Request<pb::ShutdownRequest>) -> Reply<pb::ShutdownResponse> {
+        self.task.shutdown(req.get_ref().now).await?;
+        Ok(Response::new(pb::ShutdownResponse {}))
+    }
+
+    async fn info(&self, _: Request<pb::InfoRequest>) -> Reply<pb::InfoResponse> {
+        let info = self.task.info().await;
+        Ok(Response::new(pb::InfoResponse {
+            shim_pid: info.shim_pid,
+            task_pid: info.task_pid,
+            version: berth_rpc::version::VERSION.to_string(),
+            id: self.task.id().to_string(),
+            bundle: info.bundle.to_string_lossy().into_owned(),
+        }))
+    }
+}
+
+/// Wires an attachment to the call: output frames out (until the output closes or the
+/// client leaves), stdin messages in.
+fn attach_streams(
+    attachment: Attachment,
+    mut inbound: tonic::Streaming<pb::AttachRequest>,
+) -> BoxStream<pb::AttachResponse> {
+    let (tx, rx) = mpsc::channel::<Result<pb::AttachResponse, Status>>(64);
+    let Attachment {
+        output,
+        streams,
+        stdin,
+    } = attachment;
+    if let Some(mut output) = output {
+        tokio::spawn(async move {
+            loop {
+                let frame = tokio::select! {
+                    f = output.recv() => f,
+                    () = tx.closed() => return,
+                };
+                match frame {
+                    Ok(f) if streams.contains(&f.stream) => {
+                        let msg = pb::AttachResponse {
+                            output: Some(berth_proto::types::v1::StdioFrame {
+                                stream: convert::stream(f.stream) as i32,
+                                data: f.data.to_vec(),
+                            }),
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            frames = n,
+                            "an attached client is too slow; it missed output (the log has it)"
+                        );
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(msg)) = inbound.message().await {
+            if let (Some(pb::attach_request::Msg::Stdin(data)), Some(w)) = (msg.msg, &stdin) {
+                if let Err(e) = w.write(&data).await {
+                    tracing::debug!(error = %e, "attached stdin");
+                    break;
+                }
+            }
+        }
+        if let Some(w) = stdin {
+            w.detach().await;
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
