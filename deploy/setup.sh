@@ -15,7 +15,8 @@
 #      to /usr/local/bin
 #   5. starts berth-engine in the background (it starts the snapshotter and builder itself),
 #      logging to /var/log/berth-engine.log, and waits until `berthctl info` answers
-#   6. imports a first image, busybox:latest, from Debian's busybox-static, and lists it
+#   6. imports a first image, busybox:latest, from Debian's busybox-static, lists it, and
+#      runs a first container from it
 #
 # Environment: PREFIX (default /usr/local), BERTH_LOG (default /var/log/berth-engine.log).
 set -euo pipefail
@@ -250,7 +251,12 @@ if ! "$BIN_DIR/berthctl" image inspect busybox:latest >/dev/null 2>&1; then
         --message "busybox-static from Debian" - busybox:latest
 fi
 "$BIN_DIR/berthctl" images
-"$BIN_DIR/berthctl" history busybox:latest
+
+# And a first container: its own pid, mount, uts, ipc, cgroup and network namespaces, an
+# overlayfs root on the image, removed again when it exits.
+step "berthctl run --rm busybox"
+"$BIN_DIR/berthctl" run --rm busybox:latest \
+    sh -c 'echo "hello from a berth container: pid $$ on $(hostname), $(id)"'
 
 printf '\nberth is running. Logs: %s\n' "$LOG_HINT"
 printf 'Stop it with: kill -TERM "$(cat %s)"\n' "$PID_FILE"

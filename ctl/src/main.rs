@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ImageCommand, SystemCommand};
+use cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 
 async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
     let g = &cli.global;
@@ -22,8 +22,40 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => {
             commands::images::list(g, a).await
         }
-        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => {
-            commands::images::inspect(g, a).await
+        Command::Inspect(a) => commands::containers::inspect::inspect(g, a).await,
+        Command::Image(ImageCommand::Inspect(a)) => commands::images::inspect(g, a).await,
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            commands::containers::run::run(g, a).await
+        }
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            commands::containers::run::create(g, a).await
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            commands::containers::start::start(g, a).await
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            commands::containers::stop::stop(g, a).await
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            commands::containers::stop::restart(g, a).await
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            commands::containers::kill::kill(g, a).await
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => {
+            commands::containers::rm::rm(g, a).await
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
+            commands::containers::ps::ps(g, a).await
+        }
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            commands::containers::logs::logs(g, a).await
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            commands::containers::wait::wait(g, a).await
+        }
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            commands::containers::inspect::container(g, a).await
         }
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => commands::pull::run(g, a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => commands::push::run(g, a).await,
@@ -78,6 +110,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Already reported, item by item.
         Err(e) if e.is::<commands::Reported>() => ExitCode::FAILURE,
+        Err(e) if e.is::<commands::Exit>() => {
+            ExitCode::from(e.downcast_ref::<commands::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("berthctl: {e}");
             ExitCode::FAILURE

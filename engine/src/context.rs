@@ -28,6 +28,10 @@ pub struct Context {
     pub snapshotter: Backend,
     /// The builder service.
     pub builder: Backend,
+    /// The berth-shim executable spawned for each container.
+    pub shim_bin: PathBuf,
+    /// Whether shims log JSON lines (as the engine does).
+    pub log_format_json: bool,
     /// Addresses the API is served on.
     pub listen: Vec<Address>,
     /// Warnings to show in `Info`.
@@ -52,7 +56,18 @@ pub struct Counts {
 impl Context {
     /// Counts containers (engine records) and images (snapshotter records).
     pub async fn counts(&self, warnings: &mut Vec<String>) -> Result<Counts> {
-        let containers = self.db.open_tree(crate::metadata::CONTAINERS)?.len() as u64;
+        let store = crate::containers::Store::open(&self.db)?;
+        let (mut containers, mut running, mut paused) = (0, 0, 0);
+        for r in store.all()? {
+            containers += 1;
+            match r.status() {
+                berth_proto::engine::v1::ContainerStatus::Paused => paused += 1,
+                s if r.is_running() && s != berth_proto::engine::v1::ContainerStatus::Paused => {
+                    running += 1
+                }
+                _ => {}
+            }
+        }
         let mut images = ImagesClient::new(self.snapshotter.channel.clone());
         let images = match images.list(ListRequest::default()).await {
             Ok(list) => list.into_inner().images.len() as u64,
@@ -66,8 +81,9 @@ impl Context {
         };
         Ok(Counts {
             containers,
+            running,
+            paused,
             images,
-            ..Counts::default()
         })
     }
 }

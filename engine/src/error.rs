@@ -9,6 +9,9 @@ pub enum Error {
     /// The named object does not exist (e.g. "No such image: busybox:latest").
     #[error("{0}")]
     NotFound(String),
+    /// The object exists already (e.g. a container name in use).
+    #[error("{0}")]
+    AlreadyExists(String),
     /// The object's state does not allow the operation (e.g. removing an image that is
     /// referenced in several repositories without force).
     #[error("{0}")]
@@ -68,6 +71,7 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => tonic::Code::InvalidArgument,
             Error::NotFound(_) => tonic::Code::NotFound,
+            Error::AlreadyExists(_) => tonic::Code::AlreadyExists,
             Error::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             Error::Downstream { status, .. } => status.code(),
             Error::Unavailable { .. } => tonic::Code::Unavailable,
@@ -89,6 +93,7 @@ impl From<Error> for tonic::Status {
         match e {
             Error::InvalidArgument(m) => tonic::Status::invalid_argument(m),
             Error::NotFound(m) => tonic::Status::not_found(m),
+            Error::AlreadyExists(m) => tonic::Status::already_exists(m),
             Error::FailedPrecondition(m) => tonic::Status::failed_precondition(m),
             Error::Downstream { status, .. } => tonic::Status::new(status.code(), status.message()),
             Error::Unavailable { .. } => tonic::Status::unavailable(e.to_string()),

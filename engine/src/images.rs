@@ -367,8 +367,6 @@ impl ImagesService {
             .iter()
             .filter_map(|n| Reference::parse(n).ok().map(|r| (n.clone(), r)))
             .collect();
-        // TODO(containers): refuse an image a container uses unless `force`
-        // (FailedPrecondition, "image is being used by container …") once containers exist.
         let by_name = normalised(reference).filter(|n| records.contains(n));
         let doomed: Vec<String> = match &by_name {
             Some(name) => {
@@ -393,6 +391,23 @@ impl ImagesService {
                 records.clone()
             }
         };
+        if doomed.len() == records.len() {
+            // The image itself would go: not while a container uses it (its snapshot is a
+            // child of the image's top layer). Untagging one of several names is fine.
+            if let Some(c) = crate::containers::image_users(&self.ctx, &id)?.first() {
+                return Err(Error::FailedPrecondition(format!(
+                    "conflict: unable to delete {} - image is being used by {} container {} \
+                     (remove the container first)",
+                    if by_name.is_some() {
+                        shown(reference)
+                    } else {
+                        short_id(&id).to_string()
+                    },
+                    if c.is_running() { "running" } else { "stopped" },
+                    c.short_id()
+                )));
+            }
+        }
         let mut untagged = Vec::new();
         for name in &doomed {
             delete_record(&self.ctx, name).await?;
@@ -432,11 +447,18 @@ fn unique_size<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> u64 {
         .sum()
 }
 
-/// `System.DiskUsage`: the space images take; containers, volumes and the build cache do not
-/// exist yet and count zero.
+/// `System.DiskUsage`: the space images and containers take; volumes and the build cache do
+/// not exist yet and count zero.
 pub async fn disk_usage(ctx: &Context) -> Result<DiskUsageResponse> {
     let entries = catalog(ctx).await?;
     let size = unique_size(&entries);
+    let used: HashSet<String> = crate::containers::Store::open(&ctx.db)?
+        .all()?
+        .into_iter()
+        .map(|r| r.image_id)
+        .collect();
+    let unused = unique_size(entries.iter().filter(|e| !used.contains(&e.id)));
+    let active = entries.iter().filter(|e| used.contains(&e.id)).count() as u64;
     let kind = |kind: &str| DiskUsageEntry {
         kind: kind.to_string(),
         ..Default::default()
@@ -446,16 +468,25 @@ pub async fn disk_usage(ctx: &Context) -> Result<DiskUsageResponse> {
             DiskUsageEntry {
                 kind: "images".into(),
                 total: entries.len() as u64,
-                // No container uses an image yet: every image is reclaimable.
-                active: 0,
+                active,
                 size_bytes: size,
-                reclaimable_bytes: size,
+                reclaimable_bytes: unused,
             },
-            kind("containers"),
+            crate::containers::disk_usage(ctx).await?,
             kind("volumes"),
             kind("build-cache"),
         ],
     })
+}
+
+/// Pulls an image for `Containers.Create` (`--pull`), draining the progress; publishes the
+/// "pull" event as `Images.Pull` does.
+pub async fn pull_for_create(ctx: Arc<Context>, req: ImagesPullRequest) -> Result<(), Status> {
+    let mut stream = ImagesService { ctx }.pull_stream(req).await?;
+    while let Some(m) = stream.next().await {
+        m?;
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -786,9 +817,10 @@ impl Images for ImagesService {
         for e in catalog(&self.ctx).await? {
             let names = e.names();
             let dangling = names.tags.is_empty() && names.digests.is_empty();
-            // TODO(containers): keep images a container uses; until containers exist, every
-            // image is unused.
             if !req.all && !dangling {
+                continue;
+            }
+            if !crate::containers::image_users(&self.ctx, &e.id)?.is_empty() {
                 continue;
             }
             if !filters.labels_match(&e.config.labels()) {

@@ -3,6 +3,7 @@
 //! behind it.
 
 pub mod backend;
+pub mod containers;
 pub mod context;
 pub mod error;
 pub mod events;

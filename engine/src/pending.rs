@@ -2,12 +2,7 @@
 //! `UNIMPLEMENTED` naming itself (the generated default, renamed by `berth_rpc`), while the
 //! services are already listed by reflection and reported by health.
 
-use berth_proto::engine::v1::{build_server, containers_server, networks_server, volumes_server};
-
-/// `berth.engine.v1.Containers`
-#[derive(Debug, Clone, Copy)]
-pub struct Containers;
-impl containers_server::Containers for Containers {}
+use berth_proto::engine::v1::{build_server, networks_server, volumes_server};
 
 /// `berth.engine.v1.Build`
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +21,7 @@ impl networks_server::Networks for Networks {}
 
 /// Adds every pending service to `set`.
 pub fn add_all(set: berth_rpc::serve::ServiceSet) -> berth_rpc::serve::ServiceSet {
-    set.with(containers_server::ContainersServer::new(Containers))
-        .with(build_server::BuildServer::new(Build))
+    set.with(build_server::BuildServer::new(Build))
         .with(volumes_server::VolumesServer::new(Volumes))
         .with(networks_server::NetworksServer::new(Networks))
 }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::backend::Backend;
+use crate::containers::{self, ContainersService, Manager};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::events::EventLog;
@@ -78,14 +79,23 @@ pub async fn run(settings: Settings) -> Result<()> {
         events: events.clone(),
         snapshotter,
         builder,
+        shim_bin: settings.shim_bin.clone(),
+        log_format_json: matches!(
+            settings.common.log_format,
+            berth_rpc::logging::LogFormat::Json
+        ),
         listen: settings.listen.clone(),
         warnings,
         shutdown: shutdown.clone(),
     });
+    let containers = Manager::new(ctx.clone())?;
+    // Shims outlive the engine: find the running containers' shims again before serving.
+    containers::restore::restore(&containers).await?;
     let set = crate::pending::add_all(
         ServiceSet::new("berth-engine")
             .with(SystemService::server(ctx.clone()))
-            .with(ImagesService::server(ctx.clone())),
+            .with(ImagesService::server(ctx.clone()))
+            .with(ContainersService::server(containers)),
     );
 
     events.publish(

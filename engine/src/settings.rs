@@ -44,6 +44,9 @@ pub struct Args {
     /// berth-builder executable to start [default: beside berth-engine]
     #[arg(long, value_name = "FILE")]
     pub builder_bin: Option<PathBuf>,
+    /// berth-shim executable spawned for each container [default: beside berth-engine]
+    #[arg(long, value_name = "FILE")]
+    pub shim_bin: Option<PathBuf>,
     /// Group owning the API's unix socket (name or gid), e.g. to let a "berth" group in
     #[arg(long, value_name = "GROUP")]
     pub socket_group: Option<String>,
@@ -62,6 +65,7 @@ pub struct FileConfig {
     builder_addr: Option<String>,
     snapshotter_bin: Option<PathBuf>,
     builder_bin: Option<PathBuf>,
+    shim_bin: Option<PathBuf>,
     socket_group: Option<String>,
     event_retention: Option<u64>,
 }
@@ -103,6 +107,8 @@ pub struct Settings {
     pub snapshotter: Backend,
     /// The builder.
     pub builder: Backend,
+    /// The berth-shim executable.
+    pub shim_bin: PathBuf,
     /// Group of the API socket.
     pub socket_group: Option<String>,
     /// Events kept for replay.
@@ -163,7 +169,14 @@ impl Settings {
             };
             Ok(Backend::Embedded(bin))
         };
+        let shim_bin = match args.shim_bin.or(file.shim_bin) {
+            Some(b) => b,
+            None => std::env::current_exe()
+                .map_err(|e| Error::io("locate berth-engine's own executable", e))?
+                .with_file_name("berth-shim"),
+        };
         Ok(Settings {
+            shim_bin,
             snapshotter: backend(
                 args.snapshotter_addr.or(file.snapshotter_addr),
                 args.snapshotter_bin.or(file.snapshotter_bin),

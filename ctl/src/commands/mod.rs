@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod completion;
+pub mod containers;
 pub mod df;
 pub mod events;
 pub mod human;
@@ -25,3 +26,16 @@ impl std::fmt::Display for Reported {
 }
 
 impl std::error::Error for Reported {}
+
+/// End berthctl with this exit status and no further message (`run` exits with the
+/// container's exit code, as Docker does).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}

@@ -1,0 +1,585 @@
+//! berthctl's container commands end to end, as root, with real containers: run (attached,
+//! detached, --rm, exit codes, -e/-w/--hostname/-u), ps, logs, stop, kill, wait, rm,
+//! inspect, name conflicts, live restore across an engine SIGKILL, a shim SIGKILL, and the
+//! engine's bundle under Debian's runc. After every test no container mount, cgroup or shim
+//! process is left.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use berth_proto::snapshots::v1::snapshots_client::SnapshotsClient;
+use berth_proto::snapshots::v1::MountsRequest;
+use berth_rpc::Address;
+use berth_tests::image::{self, File};
+use berth_tests::{alive, need_root, wait_until, Engine};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The test image: a static busybox as the entrypoint, so `IMG sh -c …` runs busybox's sh.
+const IMG: &str = "bbtest:latest";
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A test's engine with the image imported; on drop every container is force-removed and
+/// the host is checked for leftovers (shims, mounts, cgroups).
+struct World {
+    engine: Option<Engine>,
+    /// Every container id the test saw, for the leftover checks.
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl World {
+    async fn new() -> World {
+        let engine = Engine::start(&[]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let tar = dir.path().join("rootfs.tar");
+        std::fs::write(&tar, image::busybox_rootfs(&[File::new("etc/marker", "x")])).unwrap();
+        let out = engine.ctl(&[
+            "import",
+            "--change",
+            r#"ENTRYPOINT ["/bin/busybox"]"#,
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            IMG,
+        ]);
+        assert!(out.status.success(), "import: {}", stderr(&out));
+        World {
+            engine: Some(engine),
+            ids: Default::default(),
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().unwrap()
+    }
+
+    fn ctl(&self, args: &[&str]) -> Output {
+        self.engine().ctl(args)
+    }
+
+    /// Runs berthctl, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "berthctl {args:?} failed ({}): {}\nengine log:\n{}",
+            out.status,
+            stderr(&out),
+            self.engine().log_text()
+        );
+        stdout(&out)
+    }
+
+    /// `run -d …`; returns the full id.
+    fn run_detached(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        let id = self.ok(&all).trim().to_string();
+        assert_eq!(id.len(), 64, "{id}");
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        v[0].clone()
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.engine().state.path().to_path_buf()
+    }
+
+    /// Containers listed by `ps -a`.
+    fn all_ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Removes every container and asserts nothing of them is left on the host.
+    fn clean_up(&self) {
+        let ids = self.all_ids();
+        self.ids.borrow_mut().extend(ids.iter().cloned());
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let out = self.ctl(&args);
+            assert!(out.status.success(), "rm -f: {}", stderr(&out));
+        }
+        assert!(self.all_ids().is_empty());
+        assert_nothing_left(&self.state_dir(), &self.ids.borrow());
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Best effort: no shim of this test may outlive it.
+            if let Some(e) = &self.engine {
+                let ids = e
+                    .ctl(&["ps", "-a", "-q", "--no-trunc"])
+                    .stdout
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| String::from_utf8_lossy(l).into_owned())
+                    .collect::<Vec<_>>();
+                for id in ids {
+                    let _ = e.ctl(&["rm", "-f", &id]);
+                }
+                // SIGTERM makes a shim kill and remove its container before it exits.
+                for pid in shims_of(e.state.path()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                }
+            }
+        }
+    }
+}
+
+/// Pids of berth-shim processes serving containers of the engine whose state dir is `state`.
+fn shims_of(state: &Path) -> Vec<i32> {
+    let needle = state.join("containers").display().to_string();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("berth-shim") && cmdline.contains(&needle) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// No shim, mount or cgroup of these containers is left.
+fn assert_nothing_left(state: &Path, ids: &[String]) {
+    wait_until("the shims to exit", Duration::from_secs(10), || {
+        shims_of(state).is_empty()
+    });
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let containers = state.join("containers").display().to_string();
+    assert!(
+        !mountinfo.contains(&containers),
+        "container mounts left on the host:\n{mountinfo}"
+    );
+    for id in ids {
+        for ctrl in [
+            "memory", "pids", "cpu", "devices", "freezer", "systemd", "unified",
+        ] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join("berth")
+                .join(id);
+            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
+        }
+        let v2 = Path::new("/sys/fs/cgroup/berth").join(id);
+        assert!(!v2.exists(), "cgroup {} left behind", v2.display());
+    }
+}
+
+#[tokio::test]
+async fn run_prints_output_and_propagates_exit_codes() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+
+    let out = w.ctl(&["run", "--rm", IMG, "echo", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n");
+    assert!(w.all_ids().is_empty(), "--rm left a container");
+
+    let out = w.ctl(&["run", "--rm", IMG, "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(w.all_ids().is_empty());
+
+    // stdout and stderr stay apart; pid 1 inside; the environment, working directory,
+    // host name and user are applied.
+    let out = w.ctl(&[
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/work/dir",
+        "--hostname",
+        "boxy",
+        "-u",
+        "1000",
+        IMG,
+        "sh",
+        "-c",
+        "echo $FOO; pwd; hostname; id -u; echo $$; echo oops >&2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "bar\n/work/dir\nboxy\n1000\n1\n");
+    assert_eq!(stderr(&out), "oops\n");
+
+    // Without --rm the container stays, exited, with its exit code.
+    let out = w.ctl(&[
+        "run",
+        "--name",
+        "kept",
+        IMG,
+        "sh",
+        "-c",
+        "echo kept; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(stdout(&out), "kept\n");
+    let state = &w.inspect("kept")["State"];
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["ExitCode"], 5);
+    assert_eq!(state["Running"], false);
+    assert_eq!(w.ok(&["logs", "kept"]), "kept\n");
+    assert_eq!(w.ok(&["wait", "kept"]), "5\n");
+
+    // A command that does not exist: 127, as Docker.
+    let out = w.ctl(&["run", "--rm", "--entrypoint", "/nonexistent", IMG]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(!stderr(&out).is_empty());
+
+    // -t is refused clearly.
+    let out = w.ctl(&["run", "--rm", "-t", IMG, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("TTY is not supported yet"));
+
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn detached_containers_list_log_stop_and_remove() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+    let id = w.run_detached(&[
+        "--name",
+        "web",
+        "-l",
+        "app=demo",
+        IMG,
+        "sh",
+        "-c",
+        "echo started; echo warn >&2; trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+    ]);
+
+    let ps = w.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID"), "{ps}");
+    for col in ["IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+        assert!(lines[0].contains(col), "{ps}");
+    }
+    assert_eq!(lines.len(), 2, "{ps}");
+    assert!(lines[1].starts_with(&id[..12]), "{ps}");
+    assert!(lines[1].contains(" Up "), "{ps}");
+    assert!(lines[1].trim_end().ends_with("web"), "{ps}");
+    let json: Value = serde_json::from_str(w.ok(&["ps", "--format", "json"]).trim()).unwrap();
+    assert_eq!(json["Names"], "web");
+    assert_eq!(json["State"], "running");
+    assert_eq!(
+        w.ok(&["ps", "-q", "--filter", "label=app=demo"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(w.ok(&["ps", "-q", "--filter", "status=exited"]), "");
+
+    wait_until("the container's output", Duration::from_secs(10), || {
+        w.ok(&["logs", "web"]) == "started\n"
+    });
+    let out = w.ctl(&["logs", "--tail", "1", "-t", &id[..8]]);
+    assert!(stderr(&out).ends_with(" warn\n"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+
+    let state = &w.inspect("web")["State"];
+    assert_eq!(state["Status"], "running");
+    assert!(state["Pid"].as_i64().unwrap() > 0);
+
+    // A name in use.
+    let out = w.ctl(&["run", "-d", "--name", "web", IMG, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("Conflict. The container name \"/web\" is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.ctl(&["create", "--name", "web", IMG, "true"]);
+    assert!(!out.status.success());
+
+    // rm refuses a running container without -f.
+    let out = w.ctl(&["rm", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot remove a running container"),
+        "{}",
+        stderr(&out)
+    );
+
+    // `ps` answers while the container is being stopped.
+    let slow = w.run_detached(&["--stop-timeout", "3", IMG, "sleep", "1000"]);
+    let host = w.engine().host();
+    let stopper = std::thread::spawn(move || {
+        Command::new(berth_tests::bin("berthctl"))
+            .args(["-H", &host, "stop", &slow])
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    w.ok(&["ps"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ps waited for stop"
+    );
+    let stopped = stopper.join().unwrap();
+    assert!(stopped.status.success(), "{}", stderr(&stopped));
+
+    assert_eq!(w.ok(&["stop", "web"]), "web\n");
+    let ps = w.ok(&["ps", "-a", "--filter", "name=web"]);
+    assert!(ps.contains("Exited (0)"), "{ps}");
+    assert_eq!(w.ok(&["logs", "web"]), "started\nbye\n");
+    let state = &w.inspect(&id)["State"];
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["ExitCode"], 0);
+
+    // Started again, then killed: wait reports 137.
+    w.ok(&["start", "web"]);
+    assert_eq!(w.inspect("web")["State"]["Status"], "running");
+    assert_eq!(w.ok(&["kill", "web"]), "web\n");
+    assert_eq!(w.ok(&["wait", "web"]), "137\n");
+
+    assert_eq!(w.ok(&["rm", "web"]), "web\n");
+    let out = w.ctl(&["inspect", "--type", "container", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("No such container: web"),
+        "{}",
+        stderr(&out)
+    );
+    // The name is free again.
+    w.ok(&["create", "--name", "web", IMG, "true"]);
+    // `inspect` falls back to images.
+    let img = w.ok(&["inspect", IMG]);
+    assert!(img.contains("\"RepoTags\""), "{img}");
+
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn containers_survive_an_engine_kill() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+    let id = w.run_detached(&[
+        "--name",
+        "survivor",
+        IMG,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done",
+    ]);
+    wait_until("output", Duration::from_secs(10), || {
+        w.ok(&["logs", "survivor"]).contains("tick2")
+    });
+    let mut w = w;
+    let engine = w.engine.take().unwrap();
+    engine.signal(Signal::SIGKILL);
+    let shim: i32 = std::fs::read_to_string(
+        engine
+            .state
+            .path()
+            .join("containers")
+            .join(&id)
+            .join("shim.pid"),
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(shim), "the shim died with the engine");
+    let lines_before = engine_logs_len(&engine, &id);
+
+    w.engine = Some(Engine::start_in(engine, &[]).await);
+    let ps = w.ok(&["ps", "-a"]);
+    assert!(
+        ps.contains("survivor") && ps.contains(" Up "),
+        "{ps}\nengine log:\n{}",
+        w.engine().log_text()
+    );
+    // Logging went on while the engine was down, and goes on now.
+    wait_until("more output", Duration::from_secs(10), || {
+        engine_logs_len(w.engine(), &id) > lines_before + 2
+    });
+    assert_eq!(w.ok(&["stop", "survivor"]), "survivor\n");
+    assert_eq!(w.inspect("survivor")["State"]["ExitCode"], 0);
+    w.clean_up();
+}
+
+fn engine_logs_len(engine: &Engine, id: &str) -> usize {
+    engine
+        .ctl(&["logs", id])
+        .stdout
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+}
+
+#[tokio::test]
+async fn a_dead_shim_marks_the_container_exited() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+    let id = w.run_detached(&["--name", "victim", IMG, "sleep", "1000"]);
+    let dir = w.state_dir().join("containers").join(&id);
+    let shim: i32 = std::fs::read_to_string(dir.join("shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
+    wait_until(
+        "the container marked exited",
+        Duration::from_secs(10),
+        || w.inspect("victim")["State"]["Status"] == "exited",
+    );
+    assert_eq!(w.inspect("victim")["State"]["ExitCode"], 255);
+    w.ok(&["rm", "victim"]);
+    assert_eq!(
+        w.ok(&["run", "--rm", "--name", "victim", IMG, "echo", "again"]),
+        "again\n"
+    );
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn runc_runs_the_bundle_the_engine_writes() {
+    if !need_root() {
+        return;
+    }
+    if Command::new("runc").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set but runc is not installed"
+        );
+        eprintln!("skipped: runc is not installed");
+        return;
+    }
+    let w = World::new().await;
+    let id = w
+        .ok(&[
+            "create",
+            "--hostname",
+            "runcbox",
+            "-e",
+            "X=42",
+            "-w",
+            "/srv",
+            IMG,
+            "sh",
+            "-c",
+            "echo hi from $(hostname) $X $(pwd); id -u; exit 7",
+        ])
+        .trim()
+        .to_string();
+    w.ids.borrow_mut().push(id.clone());
+    let bundle = w.state_dir().join("containers").join(&id);
+    let addr = Address::Unix(w.state_dir().join("snapshotter.sock"));
+    let channel = berth_rpc::connect::connect(&addr, None).await.unwrap();
+    let mounts: Vec<berth_snapshotter::mount::Mount> = SnapshotsClient::new(channel)
+        .mounts(MountsRequest { key: id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    let rootfs = bundle.join("rootfs");
+    let mounted = berth_snapshotter::mount::Mounted::new(&mounts, &rootfs).unwrap();
+    let runc_root = tempfile::tempdir().unwrap();
+    let name = format!("test-{}", &id[..12]);
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(runc_root.path())
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&name)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let _ = Command::new("runc")
+        .arg("--root")
+        .arg(runc_root.path())
+        .args(["delete", "-f", &name])
+        .output();
+    mounted.unmount().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "hi from runcbox 42 /srv\n0\n");
+
+    // The same container under berth says the same.
+    let out = w.ctl(&["start", "-a", &id]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi from runcbox 42 /srv\n0\n");
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn many_containers_start_and_go_at_once() {
+    if !need_root() {
+        return;
+    }
+    const N: usize = 64;
+    let w = World::new().await;
+    let host = w.engine().host();
+    // Started in parallel, removed with one `rm -f` (which works on all at once): dozens of
+    // concurrent record updates and flushes must not stall the engine.
+    let starters: Vec<_> = (0..N)
+        .map(|_| {
+            let host = host.clone();
+            std::thread::spawn(move || {
+                Command::new(berth_tests::bin("berthctl"))
+                    .args(["-H", &host, "run", "-d", IMG, "sleep", "1000"])
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for s in starters {
+        let out = s.join().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        w.ids.borrow_mut().push(stdout(&out).trim().to_string());
+    }
+    let running = w.ok(&["ps", "-q"]);
+    assert_eq!(running.lines().count(), N, "{running}");
+    let mut rm = w.engine().ctl_command(&["rm", "-f"]);
+    rm.args(w.all_ids());
+    let mut rm = rm.spawn().unwrap();
+    let started = std::time::Instant::now();
+    wait_until("rm -f of every container", Duration::from_secs(30), || {
+        rm.try_wait().unwrap().is_some()
+    });
+    assert!(rm.wait().unwrap().success());
+    eprintln!("rm -f of {N} containers: {:?}", started.elapsed());
+    w.clean_up();
+}
