@@ -123,23 +123,20 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Best effort: no shim of this test may outlive it.
-            if let Some(e) = &self.engine {
-                let ids = e
-                    .ctl(&["ps", "-a", "-q", "--no-trunc"])
-                    .stdout
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .map(|l| String::from_utf8_lossy(l).into_owned())
-                    .collect::<Vec<_>>();
-                for id in ids {
-                    let _ = e.ctl(&["rm", "-f", &id]);
-                }
-                // SIGTERM makes a shim kill and remove its container before it exits.
-                for pid in shims_of(e.state.path()) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                }
+        if !std::thread::panicking() {
+            return;
+        }
+        // No shim of a failed test may outlive it. Without asking the engine (it may be
+        // the thing that failed): SIGTERM makes a shim kill and remove its container
+        // before it exits.
+        if let Some(e) = &self.engine {
+            let shims = shims_of(e.state.path());
+            for pid in &shims {
+                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+            }
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while shims.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
@@ -551,29 +548,39 @@ async fn many_containers_start_and_go_at_once() {
     }
     const N: usize = 64;
     let w = World::new().await;
-    let host = w.engine().host();
     // Started in parallel, removed with one `rm -f` (which works on all at once): dozens of
-    // concurrent record updates and flushes must not stall the engine.
-    let starters: Vec<_> = (0..N)
+    // concurrent record updates and flushes must not stall the engine (they did, once:
+    // concurrent sled flushes starved sled's I/O pool).
+    let mut starters: Vec<std::process::Child> = (0..N)
         .map(|_| {
-            let host = host.clone();
-            std::thread::spawn(move || {
-                Command::new(berth_tests::bin("berthctl"))
-                    .args(["-H", &host, "run", "-d", IMG, "sleep", "1000"])
-                    .output()
-                    .unwrap()
-            })
+            w.engine()
+                .ctl_command(&["run", "-d", IMG, "sleep", "1000"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
         })
         .collect();
-    for s in starters {
-        let out = s.join().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        w.ids.borrow_mut().push(stdout(&out).trim().to_string());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    for s in &mut starters {
+        loop {
+            if let Some(status) = s.try_wait().unwrap() {
+                assert!(status.success());
+                break;
+            }
+            if std::time::Instant::now() > deadline {
+                for s in &mut starters {
+                    let _ = s.kill();
+                    let _ = s.wait();
+                }
+                panic!("starting {N} containers at once stalled");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let running = w.ok(&["ps", "-q"]);
     assert_eq!(running.lines().count(), N, "{running}");
     let mut rm = w.engine().ctl_command(&["rm", "-f"]);
-    rm.args(w.all_ids());
+    rm.args(w.all_ids()).stdout(std::process::Stdio::null());
     let mut rm = rm.spawn().unwrap();
     let started = std::time::Instant::now();
     wait_until("rm -f of every container", Duration::from_secs(30), || {
@@ -581,5 +588,41 @@ async fn many_containers_start_and_go_at_once() {
     });
     assert!(rm.wait().unwrap().success());
     eprintln!("rm -f of {N} containers: {:?}", started.elapsed());
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn ctrl_c_on_an_attached_run_reaches_the_container() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+    let mut run = w
+        .engine()
+        .ctl_command(&[
+            "run",
+            "--rm",
+            "--name",
+            "interrupted",
+            IMG,
+            "sh",
+            "-c",
+            "trap 'echo got INT; exit 4' INT; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the container to be ready", Duration::from_secs(10), || {
+        w.ctl(&["logs", "interrupted"]).stdout == b"ready\n"
+    });
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGINT).unwrap();
+    wait_until("berthctl to exit", Duration::from_secs(10), || {
+        run.try_wait().unwrap().is_some()
+    });
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "ready\ngot INT\n");
+    assert!(w.all_ids().is_empty(), "--rm left the container");
     w.clean_up();
 }

@@ -6,6 +6,7 @@
 //! the state directory) rebuilds the first. Each is written in a temporary directory and
 //! renamed into place; any failure removes the snapshot and both directories.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -176,7 +177,11 @@ fn write_atomically(dir: &Path, f: impl FnOnce(&Path) -> Result<()>) -> Result<(
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    // Root only: config.json carries the environment, which may hold secrets.
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
     let r = f(&tmp).and_then(|()| {
         std::fs::rename(&tmp, dir)
             .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), dir.display()), e))

@@ -1,6 +1,7 @@
 //! Start: spawn the container's shim, have it create the container from the bundle on the
 //! snapshot's mounts, start the init, and watch for its exit (see [`super::monitor`]).
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -36,7 +37,11 @@ fn ensure_bundle(state_dir: &Path, root_dir: &Path) -> Result<()> {
         )));
     }
     let io = |what: &Path, e| Error::io(format!("restore {}", what.display()), e);
-    std::fs::create_dir_all(state_dir.join("rootfs")).map_err(|e| io(state_dir, e))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(state_dir.join("rootfs"))
+        .map_err(|e| io(state_dir, e))?;
     for f in BUNDLE_FILES {
         std::fs::copy(copy.join(f), state_dir.join(f)).map_err(|e| io(&state_dir.join(f), e))?;
     }

@@ -225,6 +225,13 @@ pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
 pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let o = &args.options;
     check(o).map_err(cannot_run)?;
+    if o.interactive && !args.detach {
+        // Nothing could write to the container's stdin: a process reading it would wait
+        // forever.
+        return Err(cannot_run(anyhow::anyhow!(
+            "attaching stdin (-i) is not supported yet"
+        )));
+    }
     let req = options::request(o).map_err(cannot_run)?;
     let mut c = client(global).await?;
     let (id, _) = create_container(global, &mut c, req)
