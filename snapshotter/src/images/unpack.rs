@@ -18,13 +18,6 @@ pub const LABEL_DIFF_ID: &str = "berth.snapshot.diff-id";
 /// Snapshot label recording the layer blob it was unpacked from.
 pub const LABEL_LAYER_DIGEST: &str = "berth.snapshot.layer-digest";
 
-fn unique_key(what: &str) -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (secs, nanos) = crate::images::record::now();
-    format!("extract-{}-{n}-{secs}{nanos:09}-{what}", std::process::id())
-}
-
 /// A layer applied to a snapshot.
 #[derive(Debug, Clone)]
 pub struct Applied {
@@ -47,7 +40,6 @@ pub fn apply_layer(
     mut labels: HashMap<String, String>,
 ) -> Result<Applied> {
     let rt = tokio::runtime::Handle::current();
-    let blob = Digest::parse(&layer.digest)?;
     if let Some(diff_id) = expected_diff_id {
         Digest::parse(diff_id)?;
         let chain = chain_on(parent, diff_id);
@@ -59,49 +51,33 @@ pub fn apply_layer(
             });
         }
     }
-    let key = unique_key(blob.hex());
-    rt.block_on(store.snapshots.prepare(&key, parent, HashMap::new()))?;
-    let unpacked = (|| {
-        let upper = store.snapshots.upper_dir(&key)?;
-        let file = store.content.open_blob(&blob)?;
-        let stats = crate::layer::apply(&upper, std::io::BufReader::with_capacity(1 << 20, file))?;
-        if let Some(expected) = expected_diff_id {
-            if stats.diff_id.as_str() != expected {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {blob} (uncompressed)"),
-                    expected: expected.to_string(),
-                    actual: stats.diff_id.to_string(),
-                });
-            }
-        }
-        tracing::debug!(layer = %blob, bytes = stats.size, "layer unpacked");
-        Ok(stats.diff_id.to_string())
-    })();
-    let result = unpacked.and_then(|diff_id| {
-        let chain = chain_on(parent, &diff_id);
-        labels.insert(LABEL_DIFF_ID.to_string(), diff_id.clone());
-        labels.insert(LABEL_LAYER_DIGEST.to_string(), blob.to_string());
-        match rt.block_on(store.snapshots.commit(&chain, &key, labels)) {
-            Ok(()) => Ok(Applied {
-                chain_id: chain,
-                diff_id,
-                existed: false,
-            }),
-            // Another unpack of the same layer won the race: its snapshot is as good.
-            Err(Error::AlreadyExists(_)) => Ok(Applied {
-                chain_id: chain,
-                diff_id,
-                existed: true,
-            }),
-            Err(e) => Err(e),
-        }
-    });
-    if result.as_ref().map(|a| a.existed).unwrap_or(true) {
-        if let Err(e) = rt.block_on(store.snapshots.remove(&key)) {
-            tracing::warn!(key = %key, error = %e, "could not remove an unpack snapshot");
+    let (staged, diff_id) = stage_layer(store, layer)?;
+    if let Some(expected) = expected_diff_id {
+        if diff_id != expected {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {} (uncompressed)", layer.digest),
+                expected: expected.to_string(),
+                actual: diff_id,
+            });
         }
     }
-    result
+    let chain = chain_on(parent, &diff_id);
+    labels.insert(LABEL_DIFF_ID.to_string(), diff_id.clone());
+    labels.insert(LABEL_LAYER_DIGEST.to_string(), layer.digest.clone());
+    let existed = match store
+        .snapshots
+        .commit_staged(staged, &chain, parent, labels)
+    {
+        Ok(()) => false,
+        // Another unpack of the same layer won the race: its snapshot is as good.
+        Err(Error::AlreadyExists(_)) => true,
+        Err(e) => return Err(e),
+    };
+    Ok(Applied {
+        chain_id: chain,
+        diff_id,
+        existed,
+    })
 }
 
 /// Layers unpacked ahead of time into staging directories, by layer blob digest, each
