@@ -21,6 +21,7 @@ pub mod init;
 pub mod logs;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod server;
 pub mod spec;
 pub mod state;
