@@ -253,8 +253,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "uid/gid mappings need user namespaces: not supported yet",
         ));
     }
-    if linux.seccomp().is_some() {
-        return Err(Error::invalid("seccomp is not supported yet"));
+    if let Some(seccomp) = linux.seccomp() {
+        crate::seccomp::validate(seccomp)?;
     }
     for p in linux
         .masked_paths()
