@@ -2,6 +2,7 @@
 //! directories, hand out typed clients, and clean up every process they started.
 
 pub mod image;
+pub mod leftovers;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
