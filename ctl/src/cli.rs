@@ -98,6 +98,18 @@ pub enum Command {
     Logs(LogsArgs),
     /// Block until one or more containers stop, then print their exit codes
     Wait(WaitArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -135,6 +147,18 @@ pub enum ContainerCommand {
     Wait(WaitArgs),
     /// Show detailed information on one or more containers as JSON
     Inspect(ContainerInspectArgs),
+    /// Execute a command in a running container
+    Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
+    /// Pause all processes within one or more containers
+    Pause(ContainersArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(ContainersArgs),
+    /// Display the running processes of a container
+    Top(TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(StatsArgs),
 }
 
 /// `system …`
@@ -552,6 +576,9 @@ pub struct RunArgs {
     /// Proxy received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
+    pub detach_keys: String,
     #[command(flatten)]
     pub options: ContainerOptions,
 }
@@ -569,6 +596,12 @@ pub struct StartArgs {
     /// Attach STDOUT/STDERR and forward signals
     #[arg(short, long)]
     pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
+    pub detach_keys: String,
     /// Containers: names or ids
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -668,6 +701,100 @@ pub struct LogsArgs {
     /// Container: name or id
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `exec`
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
+    pub detach_keys: String,
+    /// The container, then the command and its arguments
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG...]",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+/// `attach`
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
+    pub detach_keys: String,
+    /// Container: name or id
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `pause`, `unpause`
+#[derive(Debug, Args)]
+pub struct ContainersArgs {
+    /// Containers: names or ids
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `top`
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Container: name or id
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Options for ps (default -ef)
+    #[arg(value_name = "ps OPTIONS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `stats`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Disable streaming stats and only pull the first result
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Output format (json: one object per line)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Containers: names or ids (default: all running)
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
 }
 
 /// `wait`

@@ -57,6 +57,24 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Container(ContainerCommand::Inspect(a)) => {
             commands::containers::inspect::container(g, a).await
         }
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            commands::containers::exec::exec(g, a).await
+        }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            commands::containers::attach::attach(g, a).await
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            commands::containers::pause::pause(g, a).await
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            commands::containers::pause::unpause(g, a).await
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
+            commands::containers::top::top(g, a).await
+        }
+        Command::Stats(a) | Command::Container(ContainerCommand::Stats(a)) => {
+            commands::containers::stats::stats(g, a).await
+        }
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => commands::pull::run(g, a).await,
         Command::Push(a) | Command::Image(ImageCommand::Push(a)) => commands::push::run(g, a).await,
         Command::Login(a) => commands::login::login(g, a).await,

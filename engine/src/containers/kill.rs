@@ -69,5 +69,6 @@ pub async fn kill(m: &Arc<Manager>, given: &str, sig: &str) -> Result<()> {
     let mut task = shim_of(m, &live, &rec.id).await?;
     send(&mut task, sig, false).await?;
     m.publish("kill", &rec, [("signal", sig.to_string())]);
+    super::pause::thaw_after_signal(m, &mut task, &rec).await;
     Ok(())
 }

@@ -7,8 +7,11 @@
 //! `ps`, `inspect` and `logs` read the store while a container is being stopped. Each
 //! operation lives in its own file; [`ContainersService`] is the thin gRPC adapter.
 
+mod attach;
 mod bundle;
 mod create;
+mod detach_keys;
+mod exec;
 mod inspect;
 mod kill;
 mod list;
@@ -16,12 +19,15 @@ mod logs;
 mod monitor;
 mod names;
 mod options;
+mod pause;
 mod record;
 mod remove;
 pub mod restore;
 mod signal;
 mod start;
+mod stats;
 mod stop;
+mod top;
 mod user;
 mod wait;
 
@@ -39,6 +45,12 @@ use berth_proto::engine::v1::{
     ContainersRenameResponse, ContainersRestartRequest, ContainersRestartResponse,
     ContainersStartRequest, ContainersStartResponse, ContainersStopRequest, ContainersStopResponse,
     ContainersWaitRequest, ContainersWaitResponse, ExitStatus,
+};
+use berth_proto::engine::v1::{
+    ContainersAttachRequest, ContainersAttachResponse, ContainersExecRequest,
+    ContainersExecResponse, ContainersPauseRequest, ContainersPauseResponse,
+    ContainersStatsRequest, ContainersStatsResponse, ContainersTopRequest, ContainersTopResponse,
+    ContainersUnpauseRequest, ContainersUnpauseResponse,
 };
 use berth_proto::shim::v1::task_client::TaskClient;
 use berth_proto::snapshots::v1::snapshots_client::SnapshotsClient;
@@ -74,6 +86,8 @@ pub struct Live {
     shim: Mutex<Option<TaskClient<Channel>>>,
     /// Exit announcements.
     pub exits: watch::Sender<Exits>,
+    /// Clients attached before the container's next start, joined by Start.
+    pending: Mutex<Vec<attach::PendingAttach>>,
 }
 
 impl Live {
@@ -82,6 +96,7 @@ impl Live {
             op: tokio::sync::Mutex::new(()),
             shim: Mutex::new(None),
             exits: watch::Sender::new(Exits::default()),
+            pending: Mutex::new(Vec::new()),
         }
     }
 
@@ -407,5 +422,51 @@ impl Containers for ContainersService {
         req: Request<ContainersLogsRequest>,
     ) -> Result<Response<BoxStream<ContainersLogsResponse>>, Status> {
         Ok(Response::new(logs::logs(&self.m, req.into_inner()).await?))
+    }
+
+    async fn attach(
+        &self,
+        req: Request<tonic::Streaming<ContainersAttachRequest>>,
+    ) -> Result<Response<BoxStream<ContainersAttachResponse>>, Status> {
+        Ok(Response::new(
+            attach::attach(&self.m, req.into_inner()).await?,
+        ))
+    }
+
+    async fn exec(
+        &self,
+        req: Request<tonic::Streaming<ContainersExecRequest>>,
+    ) -> Result<Response<BoxStream<ContainersExecResponse>>, Status> {
+        Ok(Response::new(exec::exec(&self.m, req.into_inner()).await?))
+    }
+
+    async fn pause(
+        &self,
+        req: Request<ContainersPauseRequest>,
+    ) -> Result<Response<ContainersPauseResponse>, Status> {
+        pause::pause(&self.m, &req.into_inner().id).await?;
+        Ok(Response::new(ContainersPauseResponse {}))
+    }
+
+    async fn unpause(
+        &self,
+        req: Request<ContainersUnpauseRequest>,
+    ) -> Result<Response<ContainersUnpauseResponse>, Status> {
+        pause::unpause(&self.m, &req.into_inner().id).await?;
+        Ok(Response::new(ContainersUnpauseResponse {}))
+    }
+
+    async fn top(
+        &self,
+        req: Request<ContainersTopRequest>,
+    ) -> Result<Response<ContainersTopResponse>, Status> {
+        Ok(Response::new(top::top(&self.m, req.into_inner()).await?))
+    }
+
+    async fn stats(
+        &self,
+        req: Request<ContainersStatsRequest>,
+    ) -> Result<Response<BoxStream<ContainersStatsResponse>>, Status> {
+        Ok(Response::new(stats::stats(&self.m, req.into_inner()).await?))
     }
 }

@@ -125,7 +125,7 @@ pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> R
             id: rec.id.clone(),
             bundle: state_dir.display().to_string(),
             rootfs: mounts,
-            terminal: false,
+            terminal: config.tty,
             stdio: Some(StdioOptions {
                 stdin: config.open_stdin,
                 stdin_once: config.stdin_once,
@@ -138,6 +138,7 @@ pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> R
             console_size: None,
         })
         .await?;
+        super::attach::join_pending(live, &task).await;
         task.start(StartRequest {
             exec_id: String::new(),
         })

@@ -63,6 +63,7 @@ pub async fn stop_locked(
     let mut task = shim_of(m, live, id).await?;
     send(&mut task, sig, false).await?;
     m.publish("kill", &rec, [("signal", sig.to_string())]);
+    super::pause::thaw_after_signal(m, &mut task, &rec).await;
     let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
     if !exited_since(&mut rx, seen, limit).await {
         tracing::info!(container = %id, timeout, "container did not stop in time: killing it");

@@ -1,15 +1,22 @@
 //! Container commands: `run`, `create`, `start`, `stop`, `restart`, `kill`, `rm`, `ps`,
-//! `logs`, `wait`, `inspect`.
+//! `logs`, `wait`, `inspect`, `exec`, `attach`, `pause`, `unpause`, `top`, `stats`.
 
+pub mod attach;
+pub mod exec;
 pub mod inspect;
 pub mod kill;
 pub mod logs;
 pub mod options;
+pub mod pause;
 pub mod ps;
 pub mod rm;
 pub mod run;
+pub mod session;
 pub mod start;
+pub mod stats;
 pub mod stop;
+pub mod terminal;
+pub mod top;
 pub mod wait;
 
 use berth_proto::engine::v1::containers_client::ContainersClient;

@@ -40,7 +40,7 @@ pub fn parse_size(s: &str) -> anyhow::Result<i64> {
 
 /// `-e KEY` takes the value from this shell, as Docker does; unset stays "KEY" (which
 /// removes it from the image's environment).
-fn env_entry(e: &str) -> String {
+pub fn env_entry(e: &str) -> String {
     if e.contains('=') {
         return e.to_string();
     }

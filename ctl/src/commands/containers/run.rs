@@ -7,15 +7,16 @@ use berth_proto::engine::v1::containers_client::ContainersClient;
 use berth_proto::engine::v1::{
     ContainersCreateRequest, ContainersInspectRequest, ContainersKillRequest,
     ContainersLogsRequest, ContainersLogsResponse, ContainersRemoveRequest, ContainersStartRequest,
-    ContainersWaitRequest, WaitCondition,
+    ContainersWaitRequest, ContainersWaitResponse, WaitCondition,
 };
 use berth_proto::types::v1::StdioStream;
 use tokio::signal::unix::{signal, SignalKind};
 use tonic::transport::Channel;
 use tonic::Streaming;
 
-use super::{client, options};
-use crate::cli::{ContainerOptions, CreateArgs, Global, RunArgs};
+use super::session::{Local, Outcome};
+use super::{client, options, terminal};
+use crate::cli::{CreateArgs, Global, RunArgs};
 use crate::commands::Exit;
 use crate::connection::call_error;
 
@@ -59,7 +60,7 @@ pub async fn print_logs(
 }
 
 /// Forwards the signals berthctl receives to the container, until dropped.
-async fn proxy_signals(mut c: ContainersClient<Channel>, id: String) {
+pub async fn proxy_signals(mut c: ContainersClient<Channel>, id: String) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<u32>(8);
     let mut tasks = Vec::new();
     for (kind, num) in PROXIED {
@@ -147,6 +148,14 @@ pub async fn attach(
             return Err(call_error(global, s));
         }
     }
+    exit_code(global, waited)
+}
+
+/// The exit code a Wait call reports; its error, if any, printed.
+fn exit_code(
+    global: &Global,
+    waited: Result<tonic::Response<ContainersWaitResponse>, tonic::Status>,
+) -> anyhow::Result<i32> {
     let status = waited
         .map_err(|s| call_error(global, s))?
         .into_inner()
@@ -175,12 +184,6 @@ async fn create_container(
     Ok((resp.id, resp.name))
 }
 
-fn check(o: &ContainerOptions) -> anyhow::Result<()> {
-    if o.tty {
-        anyhow::bail!("TTY is not supported yet");
-    }
-    Ok(())
-}
 
 /// An error that ends `run` before the container ran: printed, exit status 125 as Docker.
 fn cannot_run(e: anyhow::Error) -> anyhow::Error {
@@ -213,7 +216,6 @@ async fn failed_start_code(c: &mut ContainersClient<Channel>, id: &str) -> u8 {
 
 /// `create`
 pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
-    check(&args.options)?;
     let req = options::request(&args.options)?;
     let mut c = client(global).await?;
     let (id, _) = create_container(global, &mut c, req).await?;
@@ -224,25 +226,34 @@ pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
 /// `run`
 pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let o = &args.options;
-    check(o).map_err(cannot_run)?;
-    if o.interactive && !args.detach {
-        // Nothing could write to the container's stdin: a process reading it would wait
-        // forever.
-        return Err(cannot_run(anyhow::anyhow!(
-            "attaching stdin (-i) is not supported yet"
-        )));
+    // With -i or -t the terminal is joined to the container through Attach; otherwise its
+    // output is followed through the log, which loses nothing however fast it comes.
+    let attach_mode = !args.detach && (o.interactive || o.tty);
+    if attach_mode {
+        terminal::check_tty_input(o.tty, o.interactive).map_err(cannot_run)?;
     }
-    let req = options::request(o).map_err(cannot_run)?;
+    let mut req = options::request(o).map_err(cannot_run)?;
+    if let Some(config) = req.config.as_mut() {
+        // As Docker: an attached stdin closes the container's when it ends.
+        config.stdin_once = o.interactive && !args.detach;
+    }
     let mut c = client(global).await?;
     let (id, _) = create_container(global, &mut c, req)
         .await
         .map_err(cannot_run)?;
-    // Follow the output before starting: nothing is missed, even when --rm removes the
+    let local = Local {
+        stdin: o.interactive,
+        tty: o.tty,
+    };
+    // Join the output before starting: nothing is missed, even when --rm removes the
     // container right after it ends.
-    let logs = if args.detach {
-        None
+    let (logs, session) = if args.detach {
+        (None, None)
+    } else if attach_mode {
+        let s = super::attach::open(global, &mut c, &id, local, &args.detach_keys).await?;
+        (None, Some(s))
     } else {
-        Some(open_logs(global, &mut c, &id, None).await?)
+        (Some(open_logs(global, &mut c, &id, None).await?), None)
     };
     if let Err(s) = c.start(ContainersStartRequest { id: id.clone() }).await {
         if s.code() == tonic::Code::Unavailable {
@@ -261,16 +272,29 @@ pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         }
         return Err(Exit(code).into());
     }
-    let Some(logs) = logs else {
-        println!("{id}");
-        return Ok(());
-    };
     let condition = if o.rm {
         WaitCondition::Removed
     } else {
         WaitCondition::NotRunning
     };
-    let code = attach(global, &mut c, &id, logs, condition, args.sig_proxy).await?;
+    let code = if let Some(session) = session {
+        if let Outcome::Detached = session.run(global, &c, &id, args.sig_proxy).await? {
+            eprintln!("read escape sequence");
+            return Ok(());
+        }
+        let waited = c
+            .wait(ContainersWaitRequest {
+                id: id.clone(),
+                condition: condition as i32,
+            })
+            .await;
+        exit_code(global, waited)?
+    } else if let Some(logs) = logs {
+        attach(global, &mut c, &id, logs, condition, args.sig_proxy).await?
+    } else {
+        println!("{id}");
+        return Ok(());
+    };
     if code != 0 {
         return Err(Exit(code.clamp(0, 255) as u8).into());
     }

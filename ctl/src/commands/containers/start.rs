@@ -4,7 +4,8 @@ use std::time::SystemTime;
 
 use berth_proto::engine::v1::{ContainersInspectRequest, ContainersStartRequest, WaitCondition};
 
-use super::{client, each, run};
+use super::session::{Local, Outcome};
+use super::{attach, client, each, run, terminal};
 use crate::cli::{Global, StartArgs};
 use crate::commands::Exit;
 use crate::connection::call_error;
@@ -27,7 +28,7 @@ pub async fn start(global: &Global, args: &StartArgs) -> anyhow::Result<()> {
     }
     let given = &args.containers[0];
     // The full id, so that the attach follows this container even if renamed meanwhile.
-    let id = c
+    let details = c
         .inspect(ContainersInspectRequest {
             id: given.clone(),
             size: false,
@@ -36,15 +37,40 @@ pub async fn start(global: &Global, args: &StartArgs) -> anyhow::Result<()> {
         .map_err(|s| call_error(global, s))?
         .into_inner()
         .container
-        .map(|d| d.id)
-        .unwrap_or_else(|| given.clone());
-    // Only this run's output, as Docker's attach shows it.
-    let since = Some(SystemTime::now().into());
-    let logs = run::open_logs(global, &mut c, &id, since).await?;
-    c.start(ContainersStartRequest { id: id.clone() })
-        .await
-        .map_err(|s| call_error(global, s))?;
-    let code = run::attach(global, &mut c, &id, logs, WaitCondition::NotRunning, true).await?;
+        .unwrap_or_default();
+    let id = if details.id.is_empty() {
+        given.clone()
+    } else {
+        details.id.clone()
+    };
+    let config = details.config.unwrap_or_default();
+    let local = Local {
+        stdin: args.interactive && config.open_stdin,
+        tty: config.tty,
+    };
+    let code = if local.stdin || local.tty {
+        terminal::check_tty_input(local.tty, local.stdin)?;
+        let session = attach::open(global, &mut c, &id, local, &args.detach_keys).await?;
+        c.start(ContainersStartRequest { id: id.clone() })
+            .await
+            .map_err(|s| call_error(global, s))?;
+        match session.run(global, &c, &id, true).await? {
+            Outcome::Exited(s) => s.exit_code,
+            Outcome::Detached => {
+                eprintln!("read escape sequence");
+                return Ok(());
+            }
+            Outcome::Ended => 0,
+        }
+    } else {
+        // Only this run's output, as Docker's attach shows it.
+        let since = Some(SystemTime::now().into());
+        let logs = run::open_logs(global, &mut c, &id, since).await?;
+        c.start(ContainersStartRequest { id: id.clone() })
+            .await
+            .map_err(|s| call_error(global, s))?;
+        run::attach(global, &mut c, &id, logs, WaitCondition::NotRunning, true).await?
+    };
     if code != 0 {
         return Err(Exit(code.clamp(0, 255) as u8).into());
     }

@@ -1,0 +1,153 @@
+//! `stats`: resource usage of containers, as `docker stats` shows it.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+
+use berth_proto::engine::v1::{
+    ContainerStatus, ContainersListRequest, ContainersStatsRequest, ContainersStatsResponse,
+};
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::client;
+use crate::cli::{Format, Global, StatsArgs};
+use crate::commands::human;
+use crate::connection::call_error;
+
+fn row(s: &ContainersStatsResponse) -> Vec<String> {
+    let m = s.metrics.clone().unwrap_or_default();
+    let mem = m.memory.unwrap_or_default();
+    let pids = m.pids.unwrap_or_default();
+    let bin = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
+    vec![
+        s.id.chars().take(12).collect(),
+        s.name.clone(),
+        format!("{:.2}%", s.cpu_percent),
+        format!(
+            "{} / {}",
+            bin(s.memory_usage_bytes),
+            bin(mem.limit_bytes)
+        ),
+        format!("{:.2}%", s.memory_percent),
+        pids.current.to_string(),
+    ]
+}
+
+fn json(s: &ContainersStatsResponse) -> serde_json::Value {
+    let m = s.metrics.clone().unwrap_or_default();
+    let mem = m.memory.unwrap_or_default();
+    let pids = m.pids.unwrap_or_default();
+    serde_json::json!({
+        "ID": s.id.chars().take(12).collect::<String>(),
+        "Name": s.name,
+        "CPUPerc": format!("{:.2}%", s.cpu_percent),
+        "MemUsage": s.memory_usage_bytes,
+        "MemLimit": mem.limit_bytes,
+        "MemPerc": format!("{:.2}%", s.memory_percent),
+        "PIDs": pids.current,
+    })
+}
+
+/// `stats [--no-stream] [CONTAINER...]`
+pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
+    let mut c = client(global).await?;
+    let ids: Vec<String> = if args.containers.is_empty() {
+        c.list(ContainersListRequest {
+            all: false,
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| call_error(global, s))?
+        .into_inner()
+        .containers
+        .into_iter()
+        .filter(|s| s.status == ContainerStatus::Running as i32)
+        .map(|s| s.id)
+        .collect()
+    } else {
+        args.containers.clone()
+    };
+    let (tx, mut rx) = mpsc::channel::<(usize, Result<ContainersStatsResponse, tonic::Status>)>(16);
+    for (i, id) in ids.iter().enumerate() {
+        let mut c = c.clone();
+        let tx = tx.clone();
+        let req = ContainersStatsRequest {
+            id: id.clone(),
+            stream: !args.no_stream,
+        };
+        tokio::spawn(async move {
+            match c.stats(req).await {
+                Err(s) => {
+                    let _ = tx.send((i, Err(s))).await;
+                }
+                Ok(r) => {
+                    let mut s = r.into_inner();
+                    while let Some(m) = s.next().await {
+                        if tx.send((i, m)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let clear = !args.no_stream && std::io::stdout().is_terminal();
+    let mut latest: BTreeMap<usize, ContainersStatsResponse> = BTreeMap::new();
+    let mut failed = false;
+    let print = |latest: &BTreeMap<usize, ContainersStatsResponse>| {
+        let mut out = std::io::stdout().lock();
+        if args.format == Format::Json {
+            for s in latest.values() {
+                let _ = writeln!(out, "{}", json(s));
+            }
+        } else {
+            let mut rows = vec![[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "PIDS",
+            ]
+            .map(String::from)
+            .to_vec()];
+            rows.extend(latest.values().map(row));
+            if clear {
+                let _ = write!(out, "\x1b[2J\x1b[H");
+            }
+            let _ = write!(out, "{}", human::table(&rows));
+        }
+        let _ = out.flush();
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some((i, Ok(s))) => {
+                    latest.insert(i, s);
+                }
+                Some((i, Err(s))) => {
+                    if s.code() == tonic::Code::Unavailable {
+                        return Err(call_error(global, s));
+                    }
+                    eprintln!("berthctl: {}: {}", ids[i], s.message());
+                    failed = true;
+                }
+                None => break,
+            },
+            _ = tick.tick(), if !args.no_stream => {
+                if !latest.is_empty() {
+                    print(&latest);
+                }
+            }
+        }
+    }
+    if args.no_stream || latest.is_empty() {
+        print(&latest);
+    }
+    if failed {
+        return Err(crate::commands::Reported.into());
+    }
+    Ok(())
+}
