@@ -145,7 +145,8 @@ pub fn processes_mounting(dirs: &[&Path]) -> Vec<i32> {
 /// Asserts that nothing of the containers `ids` of the engine on `root`/`state` is left on
 /// the host: no shim process (waited for a little: a shim exits after its container), no
 /// mount under either directory in this mount namespace nor any process whose mounts name
-/// them, no cgroup directory in any hierarchy.
+/// them, no cgroup directory in any hierarchy, no directory of theirs under
+/// `<root>/containers` or `<state>/containers`.
 pub fn assert_nothing_left(root: &Path, state: &Path, ids: &[String]) {
     wait_until("the shims to exit", Duration::from_secs(10), || {
         shims_of(state).is_empty()
@@ -161,6 +162,12 @@ pub fn assert_nothing_left(root: &Path, state: &Path, ids: &[String]) {
         || processes_mounting(&[root, state]).is_empty(),
     );
     for id in ids {
+        for dir in [
+            root.join("containers").join(id),
+            state.join("containers").join(id),
+        ] {
+            assert!(!dir.exists(), "{} left behind", dir.display());
+        }
         let left = cgroups_of(id);
         assert!(left.is_empty(), "cgroups of {id} left behind: {left:?}");
     }

@@ -902,6 +902,49 @@ async fn a_workdir_in_proc_self_fd_does_not_escape() {
         let out = w.ctl(&["run", "--rm", &tag, "sh", "-c", &script]);
         check(&out, &format!("WORKDIR {wd}"));
     }
+    // Links in the image to magic links: refused, never followed.
+    w.import(
+        &rootfs_with_links(
+            &[
+                ("wd3", "/proc/self/fd/3"),
+                ("wd5", "/proc/self/fd/5"),
+                ("root1", "/proc/1/root"),
+                ("cwd", "/proc/self/cwd"),
+                ("fds", "../proc/self/fd"),
+            ],
+            &["tmp"],
+        ),
+        "iso-fdlinks:latest",
+        &[],
+    );
+    for wd in [
+        "/wd3",
+        "/wd3/sub",
+        "/wd5",
+        "/root1",
+        "/root1/tmp",
+        "/cwd",
+        "/fds/4",
+    ] {
+        let out = w.ctl(&[
+            "run",
+            "--rm",
+            "-w",
+            wd,
+            "iso-fdlinks:latest",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        canary.assert_untouched(&format!("-w {wd} through a link"));
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            (125..=127).contains(&code),
+            "-w {wd}: exit {code}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
     // /proc/1/cwd (the container's own init, once started) is no way out either.
     let out = w.sh(&["-w", "/proc/1/cwd"], &script);
     canary.assert_untouched("-w /proc/1/cwd");
@@ -980,6 +1023,12 @@ async fn a_killed_shim_is_cleaned_up_and_its_name_reused() {
     assert!(cgroups.is_empty(), "{cgroups:?}");
     let mounts = leftovers::mounts_under(&[&w.container_dir(&id)]);
     assert!(mounts.is_empty(), "{mounts:?}");
+    let e = w.engine();
+    let holders = leftovers::processes_mounting(&[e.root.path(), e.state.path()]);
+    assert!(
+        holders.is_empty(),
+        "processes still mount the rootfs: {holders:?}"
+    );
     let ps = w.ok(&["ps", "-a", "--filter", "name=shimless"]);
     assert!(ps.contains("Exited (255)"), "{ps}");
 
@@ -990,6 +1039,73 @@ async fn a_killed_shim_is_cleaned_up_and_its_name_reused() {
     assert_eq!(
         w.ok(&["run", "--rm", "--name", "shimless", IMG, "echo", "again"]),
         "again\n"
+    );
+
+    // Whoever waits on a container whose shim dies is told, with 255: an attached run,
+    // `wait`, `logs -f`, and a `stop` waiting out its timeout.
+    let spawn = |args: &[&str]| {
+        w.engine()
+            .ctl_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let run = spawn(&[
+        "run",
+        "--name",
+        "attached",
+        IMG,
+        "sh",
+        "-c",
+        "trap '' TERM; echo up; while true; do sleep 0.1; done",
+    ]);
+    wait_until("the attached container", Duration::from_secs(10), || {
+        w.ctl(&["logs", "attached"]).stdout == b"up\n"
+    });
+    let id = w.inspect("attached")["Id"].as_str().unwrap().to_string();
+    w.ids.borrow_mut().push(id.clone());
+    let waiter = spawn(&["wait", "attached"]);
+    let follower = spawn(&["logs", "-f", "attached"]);
+    let stopper = spawn(&["stop", "-t", "30", "attached"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    kill(Pid::from_raw(w.shim_pid(&id)), Signal::SIGKILL).unwrap();
+    let mut outputs = Vec::new();
+    for (what, mut child) in [
+        ("run", run),
+        ("wait", waiter),
+        ("logs -f", follower),
+        ("stop", stopper),
+    ] {
+        wait_until(what, Duration::from_secs(15), || {
+            child.try_wait().unwrap().is_some()
+        });
+        outputs.push((what, child.wait_with_output().unwrap()));
+    }
+    assert!(killed.elapsed() < Duration::from_secs(15));
+    let [(_, run), (_, waited), (_, followed), (_, stopped)] = &outputs[..] else {
+        unreachable!()
+    };
+    assert_eq!(run.status.code(), Some(255), "{}", stderr(run));
+    assert_eq!(stdout(run), "up\n");
+    assert_eq!(stdout(waited), "255\n", "{}", stderr(waited));
+    assert!(followed.status.success(), "{}", stderr(followed));
+    assert_eq!(stdout(followed), "up\n");
+    assert!(stopped.status.success(), "{}", stderr(stopped));
+    assert_eq!(w.inspect("attached")["State"]["ExitCode"], 255);
+
+    // A --rm container whose shim dies is removed, and its name is free at once.
+    let id = w.run_detached(&["--rm", "--name", "ephemeral", IMG, "sleep", "1000"]);
+    kill(Pid::from_raw(w.shim_pid(&id)), Signal::SIGKILL).unwrap();
+    wait_until(
+        "the --rm container removed",
+        Duration::from_secs(10),
+        || !w.all_ids().contains(&id),
+    );
+    assert_eq!(
+        w.ok(&["run", "--rm", "--name", "ephemeral", IMG, "echo", "free"]),
+        "free\n"
     );
     w.clean_up();
 }
@@ -1024,6 +1140,25 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
         "trap 'echo bye; exit 0' TERM; i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done",
     ]);
     let orphan = w.run_detached(&["--name", "orphan", IMG, "sleep", "1000"]);
+    // These end while the engine is down; their exits are collected at restart.
+    w.run_detached(&[
+        "--name",
+        "ends",
+        IMG,
+        "sh",
+        "-c",
+        "sleep 1; echo done; exit 3",
+    ]);
+    w.run_detached(&[
+        "--name",
+        "ooms",
+        "-m",
+        "32m",
+        IMG,
+        "sh",
+        "-c",
+        "sleep 1; exec tail /dev/zero",
+    ]);
     let ticker_pid = w.inspect("ticker")["State"]["Pid"].as_i64().unwrap() as i32;
     let orphan_pid = w.inspect("orphan")["State"]["Pid"].as_i64().unwrap() as i32;
     wait_until("output", Duration::from_secs(10), || {
@@ -1043,6 +1178,15 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
         || log_lines(&w, &ticker) > before + 3,
     );
     assert!(alive(ticker_pid));
+    // The two that end have ended: their shims persisted the exits.
+    wait_until("the exits persisted", Duration::from_secs(10), || {
+        w.ids
+            .borrow()
+            .iter()
+            .filter(|id| w.container_dir(id).join("exit.json").exists())
+            .count()
+            == 2
+    });
 
     let engine = w.engine.take().unwrap();
     w.engine = Some(Engine::start_in(engine, &[]).await);
@@ -1067,6 +1211,24 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
         "{ps}\n{ps_json}"
     );
     assert_eq!(w.inspect("orphan")["State"]["ExitCode"], 255);
+    let ends = &w.inspect("ends")["State"];
+    assert_eq!(
+        (&ends["Status"], &ends["ExitCode"], &ends["OOMKilled"]),
+        (&Value::from("exited"), &Value::from(3), &Value::from(false)),
+        "{ends}"
+    );
+    assert!(ends["FinishedAt"].as_str().unwrap() > ends["StartedAt"].as_str().unwrap());
+    assert_eq!(w.ok(&["logs", "ends"]), "done\n");
+    let ooms = &w.inspect("ooms")["State"];
+    assert_eq!(
+        (&ooms["Status"], &ooms["ExitCode"], &ooms["OOMKilled"]),
+        (
+            &Value::from("exited"),
+            &Value::from(137),
+            &Value::from(true)
+        ),
+        "{ooms}"
+    );
     assert_eq!(w.inspect("ticker")["State"]["Pid"], ticker_pid);
     // The dead shim's container is gone from the host.
     assert!(!alive(orphan_pid));
@@ -1108,7 +1270,7 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
     assert_eq!(w.inspect("ticker")["State"]["ExitCode"], 0);
 
     // Both names are reusable once removed.
-    w.ok(&["rm", "ticker", "orphan"]);
+    w.ok(&["rm", "ticker", "orphan", "ends", "ooms"]);
     w.ok(&["run", "--rm", "--name", "orphan", IMG, "true"]);
     w.clean_up();
 }
