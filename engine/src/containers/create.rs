@@ -59,9 +59,6 @@ fn refuse_unsupported(c: &berth_proto::engine::v1::ContainerConfig) -> Result<()
             "{what} is not supported yet"
         )))
     };
-    if c.tty {
-        return no("TTY (-t)");
-    }
     if !c.mounts.is_empty() {
         return no("mounting volumes, bind mounts and tmpfs (-v, --mount, --tmpfs)");
     }
