@@ -13,14 +13,19 @@ use std::path::{Path, PathBuf};
 use berth_proto::engine::v1::{ContainerConfig, Ulimit};
 use berth_shim::spec as defaults;
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder,
-    RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use super::user::Resolved;
 use crate::error::{Error, Result};
+
+// The seccomp profile is part of the bundle; its module sits beside this one.
+#[path = "seccomp.rs"]
+pub mod seccomp;
 
 /// Tasks a container may have when `--pids-limit` is not given (Docker has no limit; a
 /// fork bomb in one container should not take the host down).
@@ -88,6 +93,8 @@ pub struct Host {
     pub cpus: u32,
     /// The memory controller can limit swap (cgroup v1 `memory.memsw.*`, or v2).
     pub swap_limit: bool,
+    /// What seccomp profiles are rendered for (architecture, kernel version).
+    pub seccomp: seccomp::Target,
 }
 
 fn resource_of(t: PosixRlimitType) -> Option<nix::sys::resource::Resource> {
@@ -151,6 +158,7 @@ impl Host {
             hard_limits,
             cpus,
             swap_limit,
+            seccomp: seccomp::Target::detect(),
         }
     }
 
@@ -236,11 +244,20 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
     Ok(out)
 }
 
-/// `--security-opt`: returns no_new_privileges. Options berth does not implement are
-/// refused; "seccomp=unconfined", "apparmor=unconfined" and "label=disable" describe what
-/// berth does anyway and are accepted.
-pub fn security_options(opts: &[String]) -> Result<bool> {
+/// What `--security-opt` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Security {
+    /// `no-new-privileges` (berth's default is true).
+    pub no_new_privileges: bool,
+    /// The seccomp profile.
+    pub seccomp: seccomp::Choice,
+}
+
+/// `--security-opt`. Options berth does not implement are refused; "apparmor=unconfined"
+/// and "label=disable" describe what berth does anyway and are accepted.
+pub fn security_options(opts: &[String]) -> Result<Security> {
     let mut nnp = true;
+    let mut profile = seccomp::Choice::Default;
     for o in opts {
         let (k, v) = o
             .split_once('=')
@@ -249,17 +266,21 @@ pub fn security_options(opts: &[String]) -> Result<bool> {
         match (k, v) {
             ("no-new-privileges", "" | "true") => nnp = true,
             ("no-new-privileges", "false") => nnp = false,
-            ("seccomp", "unconfined") | ("apparmor", "unconfined") | ("label", "disable") => {}
+            ("seccomp", v) => profile = seccomp::Choice::parse(v)?,
+            ("apparmor", "unconfined") | ("label", "disable") => {}
             _ => {
                 return Err(invalid(format!(
                     "security option {o:?} is not supported (berth supports \
-                     no-new-privileges[=true|false], seccomp=unconfined, apparmor=unconfined, \
-                     label=disable)"
+                     no-new-privileges[=true|false], seccomp=unconfined|builtin|<profile>, \
+                     apparmor=unconfined, label=disable)"
                 )))
             }
         }
     }
-    Ok(nnp)
+    Ok(Security {
+        no_new_privileges: nnp,
+        seccomp: profile,
+    })
 }
 
 fn rlimit(t: PosixRlimitType, soft: u64, hard: u64) -> Result<PosixRlimit> {
@@ -485,6 +506,67 @@ fn mounts(privileged: bool) -> Result<Vec<Mount>> {
     Ok(out)
 }
 
+/// Every device node under the host's `dir` (`/dev`), as the container's `/dev` of a
+/// privileged container (Docker gives it the host's devices). Left out, as runc and
+/// containerd leave them out: the directories the container has its own of (`pts`, `shm`,
+/// `mqueue`, `fd`) or that hold tooling state, the console, `ptmx` (a link to the
+/// container's own devpts), and whatever is not a device node (links included).
+pub fn host_devices(dir: &Path) -> Result<Vec<LinuxDevice>> {
+    let mut out = Vec::new();
+    add_devices(dir, Path::new("/dev"), &mut out)?;
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    Ok(out)
+}
+
+fn add_devices(host: &Path, container: &Path, out: &mut Vec<LinuxDevice>) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let io = |p: &Path, e| Error::io(format!("list host devices in {}", p.display()), e);
+    for entry in std::fs::read_dir(host).map_err(|e| io(host, e))? {
+        let entry = entry.map_err(|e| io(host, e))?;
+        let name = entry.file_name();
+        let (on_host, inside) = (host.join(&name), container.join(&name));
+        // Not following links: a link is not a device, whatever it points to.
+        let Ok(meta) = std::fs::symlink_metadata(&on_host) else {
+            continue; // gone since the listing
+        };
+        let ft = meta.file_type();
+        let skipped_dir = matches!(
+            name.to_str(),
+            Some("pts" | "shm" | "fd" | "mqueue" | ".lxc" | ".lxd-mounts" | ".udev")
+        );
+        if ft.is_dir() {
+            if !skipped_dir {
+                add_devices(&on_host, &inside, out)?;
+            }
+            continue;
+        }
+        if matches!(name.to_str(), Some("console" | "ptmx")) {
+            continue;
+        }
+        let typ = if ft.is_char_device() {
+            LinuxDeviceType::C
+        } else if ft.is_block_device() {
+            LinuxDeviceType::B
+        } else {
+            continue;
+        };
+        let rdev = meta.rdev();
+        out.push(
+            LinuxDeviceBuilder::default()
+                .path(inside)
+                .typ(typ)
+                .major(nix::sys::stat::major(rdev) as i64)
+                .minor(nix::sys::stat::minor(rdev) as i64)
+                .file_mode(meta.mode() & 0o7777)
+                .uid(meta.uid())
+                .gid(meta.gid())
+                .build()
+                .map_err(invalid)?,
+        );
+    }
+    Ok(())
+}
+
 /// The process environment: the configuration's, plus PATH, HOSTNAME and HOME when unset.
 pub fn process_env(c: &ContainerConfig, home: &str) -> Vec<String> {
     let mut env = Vec::with_capacity(c.env.len() + 3);
@@ -509,7 +591,9 @@ pub fn build(plan: &Plan<'_>) -> Result<Built> {
     let c = plan.config;
     let mut warnings = Vec::new();
     let caps = capabilities(c.privileged, &c.cap_add, &c.cap_drop)?;
-    let nnp = security_options(&c.security_opt)?;
+    let security = security_options(&c.security_opt)?;
+    let seccomp =
+        seccomp::for_container(&security.seccomp, c.privileged, &caps, &plan.host.seccomp)?;
     let user = UserBuilder::default()
         .uid(plan.user.uid)
         .gid(plan.user.gid)
@@ -538,7 +622,7 @@ pub fn build(plan: &Plan<'_>) -> Result<Built> {
                 .map_err(invalid)?,
         )
         .rlimits(rlimits(&c.ulimits, plan.host, &mut warnings)?)
-        .no_new_privileges(nnp)
+        .no_new_privileges(security.no_new_privileges)
         .build()
         .map_err(invalid)?;
     let mut namespaces = defaults::default_namespaces();
@@ -559,14 +643,19 @@ pub fn build(plan: &Plan<'_>) -> Result<Built> {
             defaults::DEFAULT_READONLY_PATHS.map(String::from).to_vec(),
         )
     };
-    let linux = LinuxBuilder::default()
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .masked_paths(masked)
         .readonly_paths(readonly)
         .cgroups_path(PathBuf::from("/berth").join(plan.id))
-        .resources(resources(c, plan.host, &mut warnings)?)
-        .build()
-        .map_err(invalid)?;
+        .resources(resources(c, plan.host, &mut warnings)?);
+    if let Some(s) = seccomp {
+        linux = linux.seccomp(s);
+    }
+    if c.privileged {
+        linux = linux.devices(host_devices(Path::new("/dev"))?);
+    }
+    let linux = linux.build().map_err(invalid)?;
     let spec = SpecBuilder::default()
         .version("1.0.2")
         .root(
@@ -668,6 +757,7 @@ mod tests {
             hard_limits: vec![(PosixRlimitType::RlimitNofile, 20_000)],
             cpus: 2,
             swap_limit: true,
+            seccomp: seccomp::Target::detect(),
         }
     }
 
@@ -843,6 +933,117 @@ mod tests {
             [Capability::NetRaw].into_iter().collect()
         );
         assert_eq!(capabilities(true, &[], &[]).unwrap().len(), 41);
+    }
+
+    #[test]
+    fn seccomp_is_dockers_choice() {
+        let seccomp_of = |c: &ContainerConfig| {
+            build_with(c)
+                .unwrap()
+                .spec
+                .linux()
+                .as_ref()
+                .unwrap()
+                .seccomp()
+                .clone()
+        };
+        let s = seccomp_of(&base()).expect("a default profile");
+        assert_eq!(
+            s.default_action(),
+            oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+        );
+        let mut c = base();
+        c.security_opt = vec!["seccomp=unconfined".into()];
+        assert!(seccomp_of(&c).is_none());
+        c.security_opt = vec![
+            r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#
+                .into(),
+        ];
+        let s = seccomp_of(&c).unwrap();
+        assert_eq!(s.syscalls().as_ref().unwrap()[0].names(), &["mkdirat"]);
+        c.security_opt = vec!["seccomp={\"defaultAction\":".into()];
+        let err = build_with(&c).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.to_string().contains("seccomp profile"), "{err}");
+        let mut c = base();
+        c.privileged = true;
+        assert!(seccomp_of(&c).is_none());
+    }
+
+    #[test]
+    fn privileged_containers_get_the_hosts_devices() {
+        let mut c = base();
+        c.privileged = true;
+        let b = build_with(&c).unwrap();
+        let devices = b.spec.linux().as_ref().unwrap().devices().clone().unwrap();
+        let null = devices
+            .iter()
+            .find(|d| d.path() == Path::new("/dev/null"))
+            .expect("/dev/null");
+        assert_eq!((null.major(), null.minor()), (1, 3));
+        assert!(devices
+            .iter()
+            .all(|d| d.path() != Path::new("/dev/ptmx") && !d.path().starts_with("/dev/pts")));
+        let mounts = b.spec.mounts().clone().unwrap();
+        let sys = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert!(!sys.options().iter().flatten().any(|o| o == "ro"));
+        assert!(build_with(&base())
+            .unwrap()
+            .spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .is_none());
+    }
+
+    #[test]
+    fn host_devices_are_found_and_links_are_not() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("input")).unwrap();
+        std::fs::create_dir_all(d.join("pts")).unwrap();
+        let node = |p: &Path, kind, major, minor| {
+            nix::sys::stat::mknod(
+                p,
+                kind,
+                nix::sys::stat::Mode::from_bits_truncate(0o620),
+                nix::sys::stat::makedev(major, minor),
+            )
+            .unwrap()
+        };
+        use nix::sys::stat::SFlag;
+        node(&d.join("zero"), SFlag::S_IFCHR, 1, 5);
+        std::fs::set_permissions(
+            d.join("zero"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o620),
+        )
+        .unwrap();
+        node(&d.join("input/event0"), SFlag::S_IFCHR, 13, 64);
+        node(&d.join("loop9"), SFlag::S_IFBLK, 7, 9);
+        node(&d.join("pts/0"), SFlag::S_IFCHR, 136, 0);
+        node(&d.join("console"), SFlag::S_IFCHR, 5, 1);
+        std::os::unix::fs::symlink("/dev/sda", d.join("disk")).unwrap();
+        std::fs::write(d.join("plain"), "").unwrap();
+        let found = host_devices(d).unwrap();
+        let paths: Vec<&Path> = found.iter().map(|x| x.path().as_path()).collect();
+        assert_eq!(
+            paths,
+            [
+                Path::new("/dev/input/event0"),
+                Path::new("/dev/loop9"),
+                Path::new("/dev/zero")
+            ]
+        );
+        assert_eq!(found[1].typ(), LinuxDeviceType::B);
+        assert_eq!((found[1].major(), found[1].minor()), (7, 9));
+        assert_eq!(found[2].file_mode(), Some(0o620));
     }
 
     #[test]
