@@ -1,6 +1,6 @@
 //! Isolation and hardening of real containers, end to end through berthctl, as root: the
 //! pid namespace, hostname/env/workdir/user, memory and pids limits, capability sets,
-//! masked and read-only paths, hostile images (symlinked `/dev`, `/proc`, `/dev/null`,
+//! masked and read-only paths, devices, network and cgroup views, hostile images (symlinked `/dev`, `/proc`, `/dev/null`,
 //! `/etc/hosts`…, `WORKDIR /proc/self/fd/N`), the fds a container starts with, and what
 //! a SIGKILLed shim or engine leaves. After every test nothing of its containers is left
 //! on the host (mounts, cgroups, shims): `berth_tests::leftovers`.
@@ -668,6 +668,68 @@ async fn masked_and_read_only_paths() {
         w.sh_ok(&[], "echo x > /tmp/x && echo x > /newfile && echo ok"),
         "ok\n"
     );
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn devices_network_and_cgroups_are_the_containers_own() {
+    if !need_root() {
+        return;
+    }
+    let w = World::new().await;
+    // Docker's device set, and no block device; a device node made with CAP_MKNOD cannot
+    // be opened (the device cgroup allows only the default devices).
+    assert_eq!(
+        w.sh_ok(&[], "find /dev -type c -o -type b | sort"),
+        "/dev/full\n/dev/null\n/dev/pts/ptmx\n/dev/random\n/dev/tty\n/dev/urandom\n/dev/zero\n"
+    );
+    let out = w.sh(&[], "mknod /tmp/disk b 8 0 && head -c 1 /tmp/disk");
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.sh(&[], "mknod /tmp/mem c 1 1 && head -c 1 /tmp/mem");
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        w.sh_ok(
+            &[],
+            "head -c 5 /dev/zero | wc -c; head -c 5 /dev/urandom | wc -c"
+        ),
+        "5\n5\n"
+    );
+
+    // The network namespace has a loopback interface only.
+    assert_eq!(w.sh_ok(&[], "ls /sys/class/net"), "lo\n");
+
+    // The cgroup namespace: the container's cgroup is its root, and the limits read there
+    // are its own (the default pids limit, the memory limit).
+    let v1 = Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists();
+    let (pids, memory) = if v1 {
+        ("pids/pids.max", "memory/memory.limit_in_bytes")
+    } else {
+        ("pids.max", "memory.max")
+    };
+    let out = w.sh_ok(
+        &["-m", "64m"],
+        &format!(
+            "cut -d: -f3 /proc/self/cgroup | sort -u; cd /sys/fs/cgroup; cat {pids} {memory}; \
+             find . -maxdepth 2 -name berth | wc -l"
+        ),
+    );
+    assert_eq!(out, format!("/\n4096\n{}\n0\n", 64 << 20));
+    // The host name is the container's own: changing it (with the capability that
+    // allows it) leaves the host's alone.
+    let before = nix::unistd::gethostname().unwrap();
+    assert_eq!(
+        w.sh_ok(
+            &["--hostname", "elsewhere", "--cap-add", "SYS_ADMIN"],
+            "hostname other; hostname"
+        ),
+        "other\n"
+    );
+    assert_eq!(nix::unistd::gethostname().unwrap(), before);
     w.clean_up();
 }
 
