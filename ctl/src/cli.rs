@@ -504,7 +504,7 @@ pub struct ContainerOptions {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
-    /// Security options (no-new-privileges[=false])
+    /// Security options (no-new-privileges[=false], seccomp=unconfined|PROFILE.json)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Set meta data on a container (KEY=VALUE)

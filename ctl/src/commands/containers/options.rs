@@ -115,6 +115,27 @@ fn log_config(driver: Option<&str>, opts: &[String]) -> anyhow::Result<Option<Lo
     Ok(Some(c))
 }
 
+/// `--security-opt` as docker sends it: a `seccomp=FILE` option carries the profile's
+/// JSON instead of the path (the engine reads no client path), compacted; "unconfined"
+/// and "builtin" are names, not files.
+pub fn security_opts(opts: &[String]) -> anyhow::Result<Vec<String>> {
+    opts.iter()
+        .map(|o| {
+            let Some((key, value)) = o.split_once('=').or_else(|| o.split_once(':')) else {
+                return Ok(o.clone());
+            };
+            if key != "seccomp" || matches!(value, "unconfined" | "builtin") {
+                return Ok(o.clone());
+            }
+            let text = std::fs::read_to_string(value)
+                .map_err(|e| anyhow::anyhow!("opening seccomp profile ({value}) failed: {e}"))?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("seccomp profile ({value}) is not valid JSON: {e}"))?;
+            Ok(format!("seccomp={json}"))
+        })
+        .collect()
+}
+
 /// Builds the Create request.
 pub fn request(o: &ContainerOptions) -> anyhow::Result<ContainersCreateRequest> {
     let image = o.args[0].clone();
@@ -184,7 +205,7 @@ pub fn request(o: &ContainerOptions) -> anyhow::Result<ContainersCreateRequest> 
         privileged: o.privileged,
         cap_add: o.cap_add.clone(),
         cap_drop: o.cap_drop.clone(),
-        security_opt: o.security_opt.clone(),
+        security_opt: security_opts(&o.security_opt)?,
         auto_remove: o.rm,
         network_mode: o.network.clone().unwrap_or_default(),
         dns: o.dns.clone(),
@@ -214,6 +235,33 @@ pub fn request(o: &ContainerOptions) -> anyhow::Result<ContainersCreateRequest> 
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn seccomp_profiles_travel_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.json");
+        std::fs::write(&file, "{\n  \"defaultAction\": \"SCMP_ACT_ALLOW\"\n}\n").unwrap();
+        let opts = vec![
+            format!("seccomp={}", file.display()),
+            "seccomp=unconfined".to_string(),
+            "no-new-privileges".to_string(),
+        ];
+        assert_eq!(
+            security_opts(&opts).unwrap(),
+            [
+                r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#,
+                "seccomp=unconfined",
+                "no-new-privileges"
+            ]
+        );
+        std::fs::write(&file, "{ nope").unwrap();
+        let err = security_opts(&opts[..1]).unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+        let err = security_opts(&["seccomp=/nonexistent.json".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent.json"), "{err}");
+    }
 
     #[test]
     fn sizes_are_binary() {
