@@ -1,6 +1,7 @@
-//! One container's lifecycle in the shim: create (cgroup + init), start, wait, kill,
-//! clean up. The Task API will sit on this; tests drive it through [`run_container`].
+//! One container's lifecycle in the shim: create (cgroup + init), start, exec, wait,
+//! kill, clean up. The Task API sits on this; tests drive it through [`run_container`].
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{self, Signal};
@@ -10,8 +11,9 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 
 use crate::cgroups::{AnyManager, CgroupManager, Layout};
 use crate::error::{Error, Result};
+use crate::exec::ExecConfig;
 use crate::init::InitConfig;
-use crate::process::{self, CreatedInit, Stdio};
+use crate::process::{self, CreatedInit, CreatedProcess, Stdio};
 use crate::rootfs::MountSpec;
 use crate::spec::Bundle;
 
@@ -78,6 +80,17 @@ pub struct Container {
     pid: Pid,
     cgroup: AnyManager,
     state: Option<State>,
+    console: Option<OwnedFd>,
+}
+
+/// The exit code Docker reports for a process that could not be started: 126 when the
+/// program is there but may not be executed, 127 otherwise (not found, or setup failed).
+pub fn start_failure_code(e: &Error) -> i32 {
+    if e.to_string().contains("permission denied") {
+        126
+    } else {
+        127
+    }
 }
 
 impl Container {
@@ -115,7 +128,7 @@ impl Container {
             cgroup.apply(&resources)?;
             process::create(&cfg, opts.stdio, &cgroup)
         })();
-        let created = match created {
+        let mut created = match created {
             Ok(c) => c,
             Err(e) => {
                 let _ = cgroup.kill_all();
@@ -126,13 +139,33 @@ impl Container {
             }
         };
         let pid = created.pid();
+        let console = created.take_console();
         tracing::debug!(container = %id, pid = pid.as_raw(), cgroup = %cgroup_path.display(), "container created");
         Ok(Container {
             id,
             pid,
             cgroup,
             state: Some(State::Created(created)),
+            console,
         })
+    }
+
+    /// The master of the init's terminal (once), when the spec asked for one.
+    pub fn take_console(&mut self) -> Option<OwnedFd> {
+        self.console.take()
+    }
+
+    /// Creates an exec process in the running container: it joins the init's namespaces
+    /// and the container's cgroup, is set up, and waits for [`CreatedProcess::start`].
+    /// The caller must keep the init from being reaped while this runs.
+    pub fn exec(&self, cfg: &ExecConfig, stdio: Stdio) -> Result<CreatedProcess> {
+        if !matches!(self.state, Some(State::Running)) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                self.id
+            )));
+        }
+        process::create_exec(self.pid, cfg, stdio, &self.cgroup)
     }
 
     /// Execs the container process. Exec errors ("executable file not found in $PATH")
@@ -147,7 +180,7 @@ impl Container {
                 }
                 Err(e) => {
                     self.state = Some(State::Exited(ExitStatus {
-                        code: 127,
+                        code: start_failure_code(&e),
                         signal: None,
                         oom_killed: false,
                     }));

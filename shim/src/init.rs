@@ -4,6 +4,10 @@
 //! rlimit clamping, C strings), so the init only executes it. The init never logs (a
 //! forked child of a multi-threaded shim must not take the logger's locks); every failure
 //! goes back to the shim as a [`ChildMessage::Error`] naming the step.
+//!
+//! [`ProcessConfig`] and [`exec_process`] are the part every container process shares
+//! with exec processes ([`crate::exec`]): user, capabilities, limits, working directory,
+//! the executable lookup and the Ready/Start handshake that ends in `execve`.
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -11,11 +15,12 @@ use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Process};
 
 use crate::capabilities::{self, CapsPlan};
 use crate::cgroups::MountView;
 use crate::channel::{ChildChannel, ChildMessage, ParentMessage};
+use crate::console;
 use crate::error::{Error, Result};
 use crate::rootfs::{self, MountSpec, RootfsPlan};
 use crate::spec::{Bundle, DEFAULT_PATH_ENV};
@@ -50,6 +55,19 @@ pub struct InitConfig {
     pub hostname: Option<String>,
     /// Domain name in the new uts namespace.
     pub domainname: Option<String>,
+    /// The process itself.
+    pub process: ProcessConfig,
+    /// The seccomp filter of `linux.seccomp`, compiled before fork.
+    pub seccomp: Option<crate::seccomp::Filter>,
+}
+
+/// The process part of a container process (the init's or an exec's), decided before
+/// fork from an OCI `process` object.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// A pseudo-terminal from the container's devpts becomes its stdio and controlling
+    /// terminal; the master goes to the shim.
+    pub terminal: bool,
     /// User id of the process.
     pub uid: u32,
     /// Group id of the process.
@@ -130,47 +148,11 @@ fn cstring(s: &str, what: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::invalid(format!("{what} contains a NUL byte")))
 }
 
-impl InitConfig {
-    /// Builds the init's plan from a validated bundle. Returns warnings (clamped rlimits,
-    /// capabilities the shim does not hold) for the caller to log with the container id.
-    pub fn new(
-        bundle: &Bundle,
-        id: &str,
-        rootfs_mounts: Vec<MountSpec>,
-        cgroup_view: MountView,
-    ) -> Result<(InitConfig, Vec<String>)> {
-        let spec = &bundle.spec;
+impl ProcessConfig {
+    /// Builds a process plan from a validated OCI `process`. Returns warnings (clamped
+    /// rlimits, capabilities the shim does not hold) for the caller to log.
+    pub fn new(process: &Process) -> Result<(ProcessConfig, Vec<String>)> {
         let mut warnings = Vec::new();
-        let process = spec
-            .process()
-            .as_ref()
-            .ok_or_else(|| Error::invalid("process is missing"))?;
-        if process.terminal() == Some(true) {
-            return Err(Error::invalid(
-                "process.terminal: a pty for the container is not implemented yet",
-            ));
-        }
-        let linux = spec
-            .linux()
-            .as_ref()
-            .ok_or_else(|| Error::invalid("linux is missing"))?;
-        let mut unshare = CloneFlags::empty();
-        let mut join = Vec::new();
-        let mut cgroup_namespace = CgroupNamespace::Host;
-        for ns in linux.namespaces().iter().flatten() {
-            let flag = CloneFlags::from_bits_truncate(ns.typ() as i32);
-            match (ns.typ(), ns.path()) {
-                (LinuxNamespaceType::Cgroup, None) => cgroup_namespace = CgroupNamespace::New,
-                (LinuxNamespaceType::Cgroup, Some(p)) => {
-                    cgroup_namespace = CgroupNamespace::Join(p.clone())
-                }
-                (_, None) => unshare |= flag,
-                (_, Some(p)) => join.push((p.clone(), flag)),
-            }
-        }
-        let cgroupns = cgroup_namespace != CgroupNamespace::Host;
-        let rootfs = RootfsPlan::new(bundle, rootfs_mounts, cgroup_view, cgroupns)?;
-
         let held = capabilities::held_by_self();
         let (caps, dropped) = CapsPlan::new(process.capabilities().as_ref(), &held);
         if !dropped.is_empty() {
@@ -219,14 +201,8 @@ impl InitConfig {
             .to_string();
         let user = process.user();
         Ok((
-            InitConfig {
-                id: id.to_string(),
-                rootfs,
-                join_namespaces: join,
-                unshare,
-                cgroup_namespace,
-                hostname: spec.hostname().clone(),
-                domainname: spec.domainname().clone(),
+            ProcessConfig {
+                terminal: process.terminal().unwrap_or(false),
                 uid: user.uid(),
                 gid: user.gid(),
                 additional_gids: user.additional_gids().clone().unwrap_or_default(),
@@ -253,11 +229,64 @@ impl InitConfig {
     }
 }
 
-/// Sets up the process after the filesystem: hostname, limits, working directory,
-/// user and capabilities. The order matters and is the unit-tested part:
-/// bounding set while still privileged, keep-caps across the uid change, groups before
-/// gid before uid, then the capability sets for the new uid.
-pub fn setup_process(sys: &dyn Syscall, cfg: &InitConfig) -> Result<()> {
+impl InitConfig {
+    /// Builds the init's plan from a validated bundle. Returns warnings (clamped rlimits,
+    /// capabilities the shim does not hold) for the caller to log with the container id.
+    pub fn new(
+        bundle: &Bundle,
+        id: &str,
+        rootfs_mounts: Vec<MountSpec>,
+        cgroup_view: MountView,
+    ) -> Result<(InitConfig, Vec<String>)> {
+        let spec = &bundle.spec;
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("process is missing"))?;
+        let linux = spec
+            .linux()
+            .as_ref()
+            .ok_or_else(|| Error::invalid("linux is missing"))?;
+        let mut unshare = CloneFlags::empty();
+        let mut join = Vec::new();
+        let mut cgroup_namespace = CgroupNamespace::Host;
+        for ns in linux.namespaces().iter().flatten() {
+            let flag = CloneFlags::from_bits_truncate(ns.typ() as i32);
+            match (ns.typ(), ns.path()) {
+                (LinuxNamespaceType::Cgroup, None) => cgroup_namespace = CgroupNamespace::New,
+                (LinuxNamespaceType::Cgroup, Some(p)) => {
+                    cgroup_namespace = CgroupNamespace::Join(p.clone())
+                }
+                (_, None) => unshare |= flag,
+                (_, Some(p)) => join.push((p.clone(), flag)),
+            }
+        }
+        let cgroupns = cgroup_namespace != CgroupNamespace::Host;
+        let rootfs = RootfsPlan::new(bundle, rootfs_mounts, cgroup_view, cgroupns)?;
+        let (process, warnings) = ProcessConfig::new(process)?;
+        Ok((
+            InitConfig {
+                id: id.to_string(),
+                rootfs,
+                join_namespaces: join,
+                unshare,
+                cgroup_namespace,
+                hostname: spec.hostname().clone(),
+                domainname: spec.domainname().clone(),
+                process,
+                seccomp: linux
+                    .seccomp()
+                    .as_ref()
+                    .map(crate::seccomp::Filter::from_spec)
+                    .transpose()?,
+            },
+            warnings,
+        ))
+    }
+}
+
+/// Sets the host and domain names of the container's uts namespace.
+pub fn set_names(sys: &dyn Syscall, cfg: &InitConfig) -> Result<()> {
     if let Some(h) = &cfg.hostname {
         sys.sethostname(h)
             .map_err(|e| Error::sys(format!("sethostname {h:?}"), e))?;
@@ -266,6 +295,14 @@ pub fn setup_process(sys: &dyn Syscall, cfg: &InitConfig) -> Result<()> {
         sys.setdomainname(d)
             .map_err(|e| Error::sys(format!("setdomainname {d:?}"), e))?;
     }
+    Ok(())
+}
+
+/// Sets up the process after the filesystem: limits, working directory, user and
+/// capabilities. The order matters and is the unit-tested part: bounding set while still
+/// privileged, keep-caps across the uid change, groups before gid before uid, then the
+/// capability sets for the new uid.
+pub fn setup_process(sys: &dyn Syscall, cfg: &ProcessConfig) -> Result<()> {
     for r in &cfg.rlimits {
         sys.set_rlimit(*r).map_err(|e| {
             Error::sys(
@@ -364,16 +401,50 @@ pub(crate) fn run(sys: &dyn Syscall, cfg: &InitConfig, ch: &ChildChannel) -> Res
                 .map_err(|e| Error::sys(format!("join cgroup namespace {}", p.display()), e))?;
         }
     }
-    if let Some(adj) = cfg.oom_score_adj {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| Error::io("write /proc/self/oom_score_adj", e))?;
-    }
+    write_oom_score_adj(&cfg.process)?;
     // Exact modes for device nodes and directories the shim creates.
     sys.umask(0);
     rootfs::setup(sys, &cfg.rootfs)?;
+    if cfg.process.terminal {
+        console::setup(sys, ch, cfg.process.uid, true)?;
+    }
+    set_names(sys, cfg)?;
+    exec_process(sys, &cfg.process, cfg.seccomp.as_ref(), ch)
+}
+
+/// `/proc/self/oom_score_adj`, when the spec sets it.
+pub(crate) fn write_oom_score_adj(p: &ProcessConfig) -> Result<()> {
+    if let Some(adj) = p.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| Error::io("write /proc/self/oom_score_adj", e))?;
+    }
+    Ok(())
+}
+
+/// The end of every container process, init or exec, once it is inside the container's
+/// root: process attributes, the working-directory check, the executable lookup, then
+/// Ready, and `execve` on Start. Returns only on failure.
+///
+/// `seccomp` is installed in the one place that suits it: without `no_new_privs` the
+/// kernel wants `CAP_SYS_ADMIN` for it, so before the capabilities are dropped; with
+/// `no_new_privs`, last before `execve`, so that as little as possible of the setup runs
+/// under it.
+pub(crate) fn exec_process(
+    sys: &dyn Syscall,
+    cfg: &ProcessConfig,
+    seccomp: Option<&crate::seccomp::Filter>,
+    ch: &ChildChannel,
+) -> Result<Infallible> {
+    let (early, late) = match seccomp {
+        Some(f) if !cfg.no_new_privs => (Some(f), None),
+        other => (None, other),
+    };
+    if let Some(f) = early {
+        f.install()?;
+    }
+    setup_process(sys, cfg)?;
     // A working directory reached through something outside the root (an fd leaked
     // into the container, CVE-2024-21626) has no path from "/": getcwd says so.
-    setup_process(sys, cfg)?;
     let cwd = nix::unistd::getcwd().map_err(|e| Error::sys("getcwd", e))?;
     if !cwd.is_absolute() {
         return Err(Error::invalid(format!(
@@ -398,6 +469,9 @@ pub(crate) fn run(sys: &dyn Syscall, cfg: &InitConfig, ch: &ChildChannel) -> Res
     // that exec succeeded.
     sys.cloexec_from(3)
         .map_err(|e| Error::sys("close_range", e))?;
+    if let Some(f) = late {
+        f.install()?;
+    }
     let e = match nix::unistd::execve(&exe, &cfg.args, &cfg.env) {
         Err(e) => e,
         Ok(never) => match never {},
@@ -435,6 +509,14 @@ mod tests {
             cgroup_namespace: CgroupNamespace::New,
             hostname: Some("box".into()),
             domainname: None,
+            process: process_config(),
+            seccomp: None,
+        }
+    }
+
+    fn process_config() -> ProcessConfig {
+        ProcessConfig {
+            terminal: false,
             uid: 1000,
             gid: 1000,
             additional_gids: vec![10, 20],
@@ -461,7 +543,9 @@ mod tests {
     #[test]
     fn process_setup_order() {
         let sys = RecordingSyscall::new();
-        setup_process(&sys, &config()).unwrap();
+        let cfg = config();
+        set_names(&sys, &cfg).unwrap();
+        setup_process(&sys, &cfg.process).unwrap();
         let calls = sys.calls();
         let pos = |f: &dyn Fn(&Call) -> bool| calls.iter().position(f).unwrap();
         let hostname = pos(&|c| matches!(c, Call::Sethostname(h) if h == "box"));

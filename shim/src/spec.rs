@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespace,
-    LinuxNamespaceType, Mount, MountBuilder, Spec,
+    LinuxNamespaceType, Mount, MountBuilder, Process, Spec,
 };
 
 use crate::error::{Error, Result};
@@ -111,6 +111,12 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("process is missing"))?;
+    validate_process(process)?;
+    validate_container(spec)
+}
+
+/// Checks an OCI `process` object: the init's, or an exec process's.
+pub fn validate_process(process: &Process) -> Result<()> {
     let args = process.args().as_deref().unwrap_or_default();
     match args.first() {
         None => return Err(Error::invalid("process.args is empty")),
@@ -151,6 +157,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
             )));
         }
     }
+    Ok(())
+}
+
+/// The container-wide part of [`validate`].
+fn validate_container(spec: &Spec) -> Result<()> {
     if let Some(hooks) = spec.hooks() {
         let any = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
             || hooks

@@ -476,14 +476,15 @@ async fn refusals_map_to_grpc_codes() {
         t.create(wrong).await.unwrap_err().code(),
         Code::InvalidArgument
     );
-    let mut tty = create_req(&b, None);
-    tty.terminal = true;
-    let e = t.create(tty).await.unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition);
-    assert_eq!(e.message(), "TTY not supported yet");
 
     // The binary is looked up during Create, as runc does: Docker's message.
     b.write(&b.spec(&["nosuch"]));
+    // A terminal must be asked for by the request and the spec alike.
+    let mut tty = create_req(&b, None);
+    tty.terminal = true;
+    let e = t.create(tty).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("disagree"), "{e:?}");
     let e = t.create(create_req(&b, None)).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(
@@ -520,7 +521,7 @@ async fn refusals_map_to_grpc_codes() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(e.code(), Code::FailedPrecondition, "not running: {e:?}");
     let e = t
         .kill(pb::KillRequest {
             signal: 99,

@@ -7,6 +7,7 @@ use berth_proto::shim::v1 as pb;
 use berth_proto::types::v1 as types;
 
 use super::create::CreateSpec;
+use super::exec::ExecSpec;
 use super::io::StdioSpec;
 use super::query::ProcessState;
 use super::Status;
@@ -58,6 +59,31 @@ pub fn stdio(opts: Option<pb::StdioOptions>, state_dir: &Path) -> Result<StdioSp
     })
 }
 
+/// Stdio options of an exec process: as [`stdio`], except that without a log path
+/// nothing is logged (exec output goes to attached clients only, as Docker does).
+pub fn exec_stdio(opts: Option<pb::StdioOptions>) -> Result<StdioSpec> {
+    let opts = opts.unwrap_or_default();
+    let log = match opts.log {
+        Some(l) if !l.path.is_empty() => Some(LogConfig::from_options(
+            PathBuf::from(l.path),
+            l.max_size_bytes,
+            l.max_files,
+        )?),
+        _ => None,
+    };
+    Ok(StdioSpec {
+        stdin: opts.stdin,
+        stdin_once: opts.stdin_once,
+        log,
+    })
+}
+
+/// A terminal size; none when either dimension is 0 (the terminal keeps its own).
+pub fn console_size(size: Option<types::ConsoleSize>) -> Option<(u32, u32)> {
+    size.filter(|s| s.width > 0 && s.height > 0)
+        .map(|s| (s.width, s.height))
+}
+
 /// A CreateRequest.
 pub fn create(req: pb::CreateRequest, state_dir: &Path) -> Result<CreateSpec> {
     Ok(CreateSpec {
@@ -66,6 +92,18 @@ pub fn create(req: pb::CreateRequest, state_dir: &Path) -> Result<CreateSpec> {
         rootfs: req.rootfs.into_iter().map(mount).collect::<Result<_>>()?,
         terminal: req.terminal,
         stdio: stdio(req.stdio, state_dir)?,
+        console_size: console_size(req.console_size),
+    })
+}
+
+/// An ExecRequest.
+pub fn exec(req: pb::ExecRequest) -> Result<ExecSpec> {
+    Ok(ExecSpec {
+        exec_id: req.exec_id,
+        spec: req.spec,
+        terminal: req.terminal,
+        stdio: exec_stdio(req.stdio)?,
+        console_size: console_size(req.console_size),
     })
 }
 
@@ -88,11 +126,11 @@ pub fn time(t: SystemTime) -> prost_types::Timestamp {
 pub fn state(id: &str, s: ProcessState) -> pb::StateResponse {
     pb::StateResponse {
         id: id.to_string(),
-        exec_id: String::new(),
+        exec_id: s.exec_id,
         bundle: s.bundle.to_string_lossy().into_owned(),
         pid: s.pid,
         status: status(s.status) as i32,
-        terminal: false,
+        terminal: s.terminal,
         stdin_open: s.stdin_open,
         exit_status: s.exit.as_ref().map_or(0, |e| e.exit_status),
         exited_at: s.exit.as_ref().map(|e| time(e.exited_at)),

@@ -12,11 +12,15 @@ use crate::state::ExitRecord;
 const KILL_WAIT: Duration = Duration::from_secs(15);
 
 impl Task {
-    /// Deletes the exited container: remaining processes killed, cgroup removed, the
-    /// container forgotten. A created (never started) container is killed first; a running
-    /// or paused one is refused. The root filesystem mounts live in the container's mount
-    /// namespace and went away with its last process.
-    pub async fn delete(&self) -> Result<ExitRecord> {
+    /// Deletes the exited container (`exec_id` empty): remaining processes killed, cgroup
+    /// removed, the container and its exec processes forgotten. A created (never started)
+    /// container is killed first; a running or paused one is refused. The root filesystem
+    /// mounts live in the container's mount namespace and went away with its last
+    /// process. With an exec id, removes that exec process.
+    pub async fn delete(&self, exec_id: &str) -> Result<ExitRecord> {
+        if !exec_id.is_empty() {
+            return self.exec_delete(exec_id).await;
+        }
         let mut inner = self.inner.lock().await;
         match inner.phase {
             Phase::Live(Status::Stopped) => {}
@@ -54,9 +58,10 @@ impl Task {
             })
             .await??;
         }
-        if let Some(io) = inner.io.take() {
-            io.close_stdin().await;
-        }
+        // Dropping the stdio closes the pipes and stops the copiers.
+        inner.io = None;
+        inner.execs.clear();
+        inner.spec = None;
         inner.phase = Phase::Deleted;
         tracing::info!(container = %self.id, "deleted");
         Ok(exit)
@@ -92,7 +97,7 @@ impl Task {
             Phase::Live(Status::Stopped) => {}
             Phase::Live(_) => self.kill_and_wait().await?,
         }
-        self.delete().await.map(drop)
+        self.delete("").await.map(drop)
     }
 
     /// SIGKILLs every process of the container and waits until the init is reaped.
@@ -110,7 +115,7 @@ impl Task {
                 }
             }
         }
-        tokio::time::timeout(KILL_WAIT, self.wait())
+        tokio::time::timeout(KILL_WAIT, self.wait(""))
             .await
             .map_err(|_| {
                 Error::FailedPrecondition(format!(

@@ -1,7 +1,10 @@
-//! The container's stdio as the shim holds it: a stdin pipe (or `/dev/null`), stdout and
-//! stderr pipes read by copier tasks that write the json-file log and broadcast the bytes
-//! to attached clients. CloseIO and Attach.
+//! A process's stdio as the shim holds it (the init's, or an exec's): a stdin pipe (or
+//! `/dev/null`), stdout and stderr pipes read by copier tasks that write the json-file
+//! log and broadcast the bytes to attached clients. With a terminal, the pty master
+//! stands for all three: its output is stdout (Docker logs TTY output as stdout, `\r\n`
+//! and all), and stdin is written into it. CloseIO and Attach.
 
+use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,10 +12,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::{broadcast, watch, Mutex};
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
-use super::{Phase, Status, Task};
+use super::tty::{Master, EOF_CHAR};
+use super::{Status, Task};
 use crate::error::{Error, Result};
 use crate::logs::{JsonFileWriter, LineSplitter, LogConfig, Stream};
 use crate::process::Stdio;
@@ -23,7 +28,7 @@ const ATTACH_BUFFER: usize = 256;
 /// Bytes read from a pipe at once.
 const READ_CHUNK: usize = 32 * 1024;
 
-/// How the init's stdio is set up.
+/// How a process's stdio is set up.
 #[derive(Debug, Clone, Default)]
 pub struct StdioSpec {
     /// A stdin pipe kept open until CloseIO; false: `/dev/null`.
@@ -43,16 +48,37 @@ pub struct Frame {
     pub data: Bytes,
 }
 
-type StdinPipe = Arc<Mutex<Option<pipe::Sender>>>;
+type SharedLog = Arc<std::sync::Mutex<JsonFileWriter>>;
 
-/// The shim's ends of the container's stdio.
+/// Where stdin goes.
+enum Sink {
+    Pipe(pipe::Sender),
+    /// The terminal's master, published once the process has one (an exec gets it at
+    /// Start); writers wait for it.
+    Tty(watch::Receiver<Option<Arc<Master>>>),
+}
+
+type StdinSlot = Arc<Mutex<Option<Sink>>>;
+
+/// The shim's ends of a process's stdio.
 pub(super) struct Io {
-    stdin: StdinPipe,
+    stdin: StdinSlot,
     stdin_once: bool,
     /// Weak: the copiers hold the only strong senders, so the channel closes (and attached
-    /// streams end) exactly when both outputs reach EOF.
+    /// streams end) exactly when every output reached EOF.
     output: broadcast::WeakSender<Frame>,
-    copiers: Vec<JoinHandle<()>>,
+    /// With a terminal, the strong sender until the master arrives and its copier takes
+    /// it (attached clients wait meanwhile).
+    pending_output: Option<broadcast::Sender<Frame>>,
+    log: Option<SharedLog>,
+    terminal: bool,
+    /// Publishes the master to stdin writers.
+    master_tx: Option<watch::Sender<Option<Arc<Master>>>>,
+    master: Option<Arc<Master>>,
+    /// The copiers; closed once all are spawned, so `wait` means "all output is in".
+    copiers: TaskTracker,
+    handles: Vec<JoinHandle<()>>,
+    id: String,
 }
 
 fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
@@ -60,46 +86,71 @@ fn pipe_pair(what: &str) -> Result<(OwnedFd, OwnedFd)> {
         .map_err(|e| Error::sys(format!("create the {what} pipe"), e))
 }
 
+fn dev_null() -> Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io("open /dev/null", e))
+}
+
 impl Io {
-    /// Opens the log and the pipes and starts the copiers; returns the container's ends.
-    pub(super) fn open(spec: &StdioSpec, id: &str) -> Result<(Io, Stdio)> {
+    /// Opens the log and the pipes and starts the copiers; returns the process's ends.
+    /// With `terminal` there are no pipes: the process gets `/dev/null` until it opens
+    /// its terminal, and [`Io::set_console`] takes the master.
+    pub(super) fn open(spec: &StdioSpec, id: &str, terminal: bool) -> Result<(Io, Stdio)> {
         let log = spec
             .log
             .clone()
             .map(JsonFileWriter::open)
             .transpose()?
             .map(|w| Arc::new(std::sync::Mutex::new(w)));
-        let (stdin_fd, stdin_tx) = if spec.stdin {
+        let (tx, _) = broadcast::channel(ATTACH_BUFFER);
+        let mut io = Io {
+            stdin: Arc::new(Mutex::new(None)),
+            stdin_once: spec.stdin_once,
+            output: tx.downgrade(),
+            pending_output: None,
+            log,
+            terminal,
+            master_tx: None,
+            master: None,
+            copiers: TaskTracker::new(),
+            handles: Vec::new(),
+            id: id.to_string(),
+        };
+        if terminal {
+            let (master_tx, master_rx) = watch::channel(None);
+            if spec.stdin {
+                io.stdin = Arc::new(Mutex::new(Some(Sink::Tty(master_rx))));
+            }
+            io.master_tx = Some(master_tx);
+            io.pending_output = Some(tx);
+            let stdio = Stdio {
+                stdin: Some(dev_null()?),
+                stdout: Some(dev_null()?),
+                stderr: Some(dev_null()?),
+            };
+            return Ok((io, stdio));
+        }
+        let stdin_fd = if spec.stdin {
             let (r, w) = pipe_pair("stdin")?;
-            let tx = pipe::Sender::from_owned_fd(w)
+            let sender = pipe::Sender::from_owned_fd(w)
                 .map_err(|e| Error::io("register the stdin pipe", e))?;
-            (r, Some(tx))
+            io.stdin = Arc::new(Mutex::new(Some(Sink::Pipe(sender))));
+            r
         } else {
-            let null = std::fs::File::open("/dev/null")
-                .map_err(|e| Error::io("open /dev/null for stdin", e))?;
-            (OwnedFd::from(null), None)
+            dev_null()?
         };
         let (out_r, out_w) = pipe_pair("stdout")?;
         let (err_r, err_w) = pipe_pair("stderr")?;
-        let (tx, _) = broadcast::channel(ATTACH_BUFFER);
-        let mut copiers = Vec::new();
         for (stream, fd) in [(Stream::Stdout, out_r), (Stream::Stderr, err_r)] {
             let rx = pipe::Receiver::from_owned_fd(fd)
                 .map_err(|e| Error::io(format!("register the {} pipe", stream.name()), e))?;
-            copiers.push(tokio::spawn(copy(
-                stream,
-                rx,
-                log.clone(),
-                tx.clone(),
-                id.to_string(),
-            )));
+            io.spawn_copier(stream, Source::Pipe(rx), tx.clone());
         }
-        let io = Io {
-            stdin: Arc::new(Mutex::new(stdin_tx)),
-            stdin_once: spec.stdin_once,
-            output: tx.downgrade(),
-            copiers,
-        };
+        io.copiers.close();
         let stdio = Stdio {
             stdin: Some(stdin_fd),
             stdout: Some(out_w),
@@ -108,23 +159,65 @@ impl Io {
         Ok((io, stdio))
     }
 
-    /// Waits (at most `timeout`) until both outputs reached EOF and are logged, so that
-    /// whoever learns of the exit finds the whole output in the log. The timeout covers a
-    /// process outside the container that still holds a copy of the pipe.
-    pub(super) async fn drain(&mut self, timeout: Duration, id: &str) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        for h in &mut self.copiers {
-            if h.is_finished() {
-                continue;
-            }
-            if tokio::time::timeout_at(deadline, h).await.is_err() {
-                tracing::warn!(container = %id, "output still open after the init exited; reporting the exit anyway");
-                return;
-            }
+    fn spawn_copier(&mut self, stream: Stream, source: Source, tx: broadcast::Sender<Frame>) {
+        let h = self
+            .copiers
+            .spawn(copy(stream, source, self.log.clone(), tx, self.id.clone()));
+        self.handles.push(h);
+    }
+
+    /// Takes the master of the process's terminal: sets its size, starts copying its
+    /// output, and lets stdin writers at it.
+    pub(super) fn set_console(&mut self, fd: OwnedFd, size: Option<(u16, u16)>) -> Result<()> {
+        let master = Arc::new(Master::new(fd)?);
+        if let Some((w, h)) = size {
+            master.set_size(w, h)?;
+        }
+        if let Some(tx) = self.pending_output.take() {
+            self.spawn_copier(Stream::Stdout, Source::Tty(master.clone()), tx);
+        }
+        self.copiers.close();
+        if let Some(tx) = &self.master_tx {
+            tx.send_replace(Some(master.clone()));
+        }
+        self.master = Some(master);
+        Ok(())
+    }
+
+    /// The process will never get its terminal (it failed to start): attached streams
+    /// end, stdin writers fail.
+    pub(super) fn abandon(&mut self) {
+        self.pending_output = None;
+        self.master_tx = None;
+        self.copiers.close();
+    }
+
+    /// Whether the process has a terminal.
+    pub(super) fn terminal(&self) -> bool {
+        self.terminal
+    }
+
+    /// Sets the terminal size; false when the process has no terminal yet.
+    pub(super) fn resize(&self, width: u16, height: u16) -> Result<bool> {
+        match &self.master {
+            Some(m) => m.set_size(width, height).map(|()| true),
+            None => Ok(false),
         }
     }
 
-    /// Whether stdin is an open pipe.
+    /// Resolves when every output reached EOF and is logged.
+    pub(super) fn copiers(&self) -> TaskTracker {
+        self.copiers.clone()
+    }
+
+    /// Waits (at most `timeout`) until every output reached EOF and is logged, so that
+    /// whoever learns of the exit finds the whole output in the log. The timeout covers a
+    /// process outside the container that still holds a copy of the pipe.
+    pub(super) async fn drain(&self, timeout: Duration, id: &str) {
+        drain(self.copiers(), timeout, id).await
+    }
+
+    /// Whether stdin is open.
     pub(super) fn stdin_open(&self) -> bool {
         match self.stdin.try_lock() {
             Ok(s) => s.is_some(),
@@ -133,23 +226,90 @@ impl Io {
         }
     }
 
+    /// Closes stdin: the pipe's reader gets EOF; a terminal gets its EOF character.
     pub(super) async fn close_stdin(&self) {
-        self.stdin.lock().await.take();
+        close(&self.stdin).await
+    }
+
+    /// Attaches a client (`stopped`: the process has exited, so no output will come).
+    pub(super) fn attach(&self, opts: AttachOptions, stopped: bool) -> Result<Attachment> {
+        let stdin = if opts.stdin {
+            if !self.stdin_open() {
+                return Err(Error::FailedPrecondition(
+                    "the process has no open stdin (create it with stdio.stdin)".into(),
+                ));
+            }
+            Some(StdinWriter {
+                slot: self.stdin.clone(),
+                once: self.stdin_once,
+            })
+        } else {
+            None
+        };
+        let streams = match (opts.stdout, opts.stderr) {
+            (false, false) | (true, true) => vec![Stream::Stdout, Stream::Stderr],
+            (true, false) => vec![Stream::Stdout],
+            (false, true) => vec![Stream::Stderr],
+        };
+        let output = if stopped {
+            None
+        } else {
+            self.output.upgrade().map(|tx| tx.subscribe())
+        };
+        Ok(Attachment {
+            output,
+            streams,
+            stdin,
+        })
+    }
+}
+
+/// [`Io::drain`] on a tracker taken out of the task's lock.
+pub(super) async fn drain(copiers: TaskTracker, timeout: Duration, id: &str) {
+    if tokio::time::timeout(timeout, copiers.wait()).await.is_err() {
+        tracing::warn!(container = %id, "output still open after the process exited; reporting the exit anyway");
+    }
+}
+
+async fn close(slot: &StdinSlot) {
+    let sink = slot.lock().await.take();
+    if let Some(Sink::Tty(rx)) = sink {
+        let master = rx.borrow().clone();
+        if let Some(m) = master {
+            if let Err(e) = m.write_all(&[EOF_CHAR]).await {
+                tracing::debug!(error = %e, "writing EOF to the terminal");
+            }
+        }
     }
 }
 
 impl Drop for Io {
     fn drop(&mut self) {
-        for h in &self.copiers {
+        for h in &self.handles {
             h.abort();
+        }
+    }
+}
+
+/// What a copier reads.
+enum Source {
+    Pipe(pipe::Receiver),
+    Tty(Arc<Master>),
+}
+
+impl Source {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Pipe(p) => p.read(buf).await,
+            Source::Tty(m) => m.read(buf).await,
         }
     }
 }
 
 async fn copy(
     stream: Stream,
-    mut rx: pipe::Receiver,
-    log: Option<Arc<std::sync::Mutex<JsonFileWriter>>>,
+    mut rx: Source,
+    log: Option<SharedLog>,
     frames: broadcast::Sender<Frame>,
     id: String,
 ) {
@@ -234,79 +394,92 @@ pub struct Attachment {
     pub stdin: Option<StdinWriter>,
 }
 
-/// Writes an attached client's stdin into the container.
+/// Writes an attached client's stdin into the process.
 pub struct StdinWriter {
-    pipe: StdinPipe,
+    slot: StdinSlot,
     once: bool,
 }
 
+fn stdin_closed() -> Error {
+    Error::FailedPrecondition("stdin is closed".into())
+}
+
 impl StdinWriter {
-    /// Writes `data`; fails once stdin is closed.
+    /// Writes `data`; fails once stdin is closed. Into a terminal that does not exist yet
+    /// (an exec not started), it waits for the process to get one.
     pub async fn write(&self, data: &[u8]) -> Result<()> {
-        let mut guard = self.pipe.lock().await;
-        let pipe = guard
-            .as_mut()
-            .ok_or_else(|| Error::FailedPrecondition("stdin is closed".into()))?;
-        pipe.write_all(data)
-            .await
-            .map_err(|e| Error::io("write to the container's stdin", e))
+        let write_err = |e: io::Error| Error::io("write to the process's stdin", e);
+        loop {
+            let mut pending = {
+                let mut guard = self.slot.lock().await;
+                match guard.as_mut() {
+                    None => return Err(stdin_closed()),
+                    Some(Sink::Pipe(p)) => return p.write_all(data).await.map_err(write_err),
+                    Some(Sink::Tty(rx)) => {
+                        let master = rx.borrow().clone();
+                        match master {
+                            Some(m) => return m.write_all(data).await.map_err(write_err),
+                            None => rx.clone(),
+                        }
+                    }
+                }
+            };
+            pending.wait_for(Option::is_some).await.map_err(|_| {
+                Error::FailedPrecondition("the process did not start: it has no terminal".into())
+            })?;
+        }
     }
 
     /// The client detached: with `stdin_once`, stdin closes (the process reads EOF).
     pub async fn detach(self) {
         if self.once {
-            self.pipe.lock().await.take();
+            close(&self.slot).await;
         }
     }
 }
 
 impl Task {
-    /// Closes the init's stdin.
-    pub async fn close_io(&self, stdin: bool) -> Result<()> {
+    /// Closes the stdin of the init or of an exec process.
+    pub async fn close_io(&self, exec_id: &str, stdin: bool) -> Result<()> {
         let inner = self.inner.lock().await;
-        if matches!(inner.phase, Phase::Empty | Phase::Deleted) {
-            return Err(self.not_created());
-        }
-        if let (true, Some(io)) = (stdin, &inner.io) {
+        let io = self.process_io(&inner, exec_id)?;
+        if let (true, Some(io)) = (stdin, io) {
             io.close_stdin().await;
         }
         Ok(())
     }
 
-    /// Attaches to the init's stdio.
-    pub async fn attach(&self, opts: AttachOptions) -> Result<Attachment> {
+    /// Attaches to the stdio of the init or of an exec process.
+    pub async fn attach(&self, exec_id: &str, opts: AttachOptions) -> Result<Attachment> {
         let inner = self.inner.lock().await;
-        if matches!(inner.phase, Phase::Empty | Phase::Deleted) {
-            return Err(self.not_created());
-        }
-        let io = inner.io.as_ref().ok_or_else(|| self.not_created())?;
-        let stdin = if opts.stdin {
-            if !io.stdin_open() {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {} has no open stdin (create it with stdio.stdin)",
-                    self.id
-                )));
-            }
-            Some(StdinWriter {
-                pipe: io.stdin.clone(),
-                once: io.stdin_once,
-            })
-        } else {
-            None
-        };
-        let streams = match (opts.stdout, opts.stderr) {
-            (false, false) | (true, true) => vec![Stream::Stdout, Stream::Stderr],
-            (true, false) => vec![Stream::Stdout],
-            (false, true) => vec![Stream::Stderr],
-        };
-        let output = match inner.status() {
-            Some(Status::Stopped) => None,
-            _ => io.output.upgrade().map(|tx| tx.subscribe()),
-        };
-        Ok(Attachment {
-            output,
-            streams,
-            stdin,
-        })
+        let io = self
+            .process_io(&inner, exec_id)?
+            .ok_or_else(|| self.not_created())?;
+        let stopped = self.process_status(&inner, exec_id)? == Status::Stopped;
+        io.attach(opts, stopped)
     }
+
+    /// Sets the terminal size of the init or of an exec process.
+    pub async fn resize_pty(&self, exec_id: &str, width: u32, height: u32) -> Result<()> {
+        let (w, h) = (clamp_cells(width), clamp_cells(height));
+        let mut inner = self.inner.lock().await;
+        if !exec_id.is_empty() {
+            return self.exec_resize(&mut inner, exec_id, w, h);
+        }
+        let io = self
+            .process_io(&inner, exec_id)?
+            .ok_or_else(|| self.not_created())?;
+        if !io.terminal() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} has no terminal",
+                self.id
+            )));
+        }
+        io.resize(w, h).map(drop)
+    }
+}
+
+/// A terminal dimension as the kernel takes it.
+pub(super) fn clamp_cells(n: u32) -> u16 {
+    n.min(u16::MAX as u32) as u16
 }

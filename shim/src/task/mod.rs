@@ -1,8 +1,11 @@
-//! The Task API's domain side: one container (its init process), its stdio and its exit
-//! status, behind a [`Task`] that the gRPC adapter ([`service`]) calls with domain types.
-//! One file per operation family: [`create`], [`start`], [`signal`] (kill, pause, resume),
-//! [`wait`] (wait and exit handling), [`delete`] (delete, shutdown), [`query`] (state, pids,
-//! stats, info), [`io`] (stdio pipes, close, attach); [`reaper`] reaps children.
+//! The Task API's domain side: one container (its init process and its exec processes),
+//! their stdio and exit statuses, behind a [`Task`] that the gRPC adapter ([`service`])
+//! calls with domain types. One file per operation family: [`create`], [`start`],
+//! [`signal`] (kill, pause, resume), [`wait`] (wait and exit handling), [`delete`]
+//! (delete, shutdown), [`query`] (state, pids, stats, info), [`io`] (stdio pipes and
+//! terminals, close, attach, resize; [`tty`] the terminal's master), [`exec`] (exec
+//! processes); [`reaper`] reaps children. Requests name a process by exec id, empty for
+//! the init.
 //!
 //! Locking: `inner` guards the container's state; `reap_lock` is held whenever the runtime
 //! core waits for its own children (creating and starting the init), so the reaper, which
@@ -12,18 +15,22 @@
 pub mod convert;
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod io;
 pub mod query;
 pub mod reaper;
 pub mod service;
 pub mod signal;
 pub mod start;
+pub mod tty;
 pub mod wait;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use oci_spec::runtime::Spec;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +72,10 @@ struct Inner {
     /// Publishes the exit once it is on disk; replaced at each Create.
     exit_tx: watch::Sender<Option<ExitRecord>>,
     io: Option<io::Io>,
+    /// The container's spec, for what exec processes share with the init (seccomp).
+    spec: Option<Arc<Spec>>,
+    /// Exec processes by id.
+    execs: HashMap<String, exec::ExecProcess>,
 }
 
 impl Inner {
@@ -107,6 +118,8 @@ impl Task {
                 exit: None,
                 exit_tx: watch::Sender::new(None),
                 io: None,
+                spec: None,
+                execs: HashMap::new(),
             })),
             reap_lock: Arc::new(Mutex::new(())),
             shutdown,
@@ -123,19 +136,27 @@ impl Task {
         &self.state_dir
     }
 
-    /// Refuses exec ids: exec is not implemented yet, so no exec process exists.
-    pub fn check_exec_id(exec_id: &str) -> Result<()> {
-        if exec_id.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::NotFound(format!(
-                "no exec process {exec_id:?} (exec is not implemented yet)"
-            )))
-        }
-    }
-
     fn not_created(&self) -> Error {
         Error::NotFound(format!("container {} is not created", self.id))
+    }
+
+    /// The stdio of the init (`exec_id` empty) or of an exec process.
+    fn process_io<'a>(&self, inner: &'a Inner, exec_id: &str) -> Result<Option<&'a io::Io>> {
+        if exec_id.is_empty() {
+            if matches!(inner.phase, Phase::Empty | Phase::Deleted) {
+                return Err(self.not_created());
+            }
+            return Ok(inner.io.as_ref());
+        }
+        Ok(Some(&self.exec_entry(inner, exec_id)?.io))
+    }
+
+    /// Where the init (`exec_id` empty) or an exec process stands.
+    fn process_status(&self, inner: &Inner, exec_id: &str) -> Result<Status> {
+        if exec_id.is_empty() {
+            return inner.status().ok_or_else(|| self.not_created());
+        }
+        Ok(self.exec_entry(inner, exec_id)?.status)
     }
 }
 

@@ -8,16 +8,20 @@ use crate::cgroups::{CgroupManager, Stats};
 use crate::error::{Error, Result};
 use crate::state::ExitRecord;
 
-/// The init process as State reports it.
+/// A process (the init or an exec) as State reports it.
 #[derive(Debug, Clone)]
 pub struct ProcessState {
+    /// Empty for the init, else the exec id.
+    pub exec_id: String,
     /// Bundle directory.
     pub bundle: PathBuf,
     /// Host pid.
     pub pid: u32,
     /// Where it stands.
     pub status: Status,
-    /// Whether its stdin pipe is open.
+    /// Whether it has a terminal.
+    pub terminal: bool,
+    /// Whether its stdin is open.
     pub stdin_open: bool,
     /// Its end, when stopped.
     pub exit: Option<ExitRecord>,
@@ -37,35 +41,60 @@ pub struct ShimInfo {
 }
 
 impl Task {
-    /// The init's state.
-    pub async fn state(&self) -> Result<ProcessState> {
+    /// The state of the init (`exec_id` empty) or of an exec process.
+    pub async fn state(&self, exec_id: &str) -> Result<ProcessState> {
         let inner = self.inner.lock().await;
+        if !exec_id.is_empty() {
+            let e = self.exec_entry(&inner, exec_id)?;
+            return Ok(ProcessState {
+                exec_id: exec_id.to_string(),
+                bundle: inner.bundle.clone(),
+                pid: e.pid,
+                status: e.status,
+                terminal: e.io.terminal(),
+                stdin_open: e.io.stdin_open(),
+                exit: e.exit.clone(),
+                started_at: e.started_at,
+            });
+        }
         let Some(status) = inner.status() else {
             return Err(self.not_created());
         };
         Ok(ProcessState {
+            exec_id: String::new(),
             bundle: inner.bundle.clone(),
             pid: inner.pid,
             status,
+            terminal: inner.io.as_ref().is_some_and(|io| io.terminal()),
             stdin_open: inner.io.as_ref().is_some_and(|io| io.stdin_open()),
             exit: inner.exit.clone(),
             started_at: inner.started_at,
         })
     }
 
-    /// Host pids of the container's processes, sorted.
-    pub async fn pids(&self) -> Result<Vec<u32>> {
+    /// Host pids of the container's processes, sorted, each with the id of the exec
+    /// process it is the main process of (empty for the init and every other process).
+    pub async fn pids(&self) -> Result<Vec<(u32, String)>> {
         let inner = self.inner.lock().await;
         match inner.phase {
             // The cgroup is gone with the last process.
             Phase::Live(Status::Stopped) => Ok(Vec::new()),
             Phase::Live(_) => {
-                let mut pids: Vec<u32> = inner
+                let mut pids: Vec<(u32, String)> = inner
                     .container()?
                     .cgroup()
                     .pids()?
                     .into_iter()
-                    .map(|p| p as u32)
+                    .map(|p| {
+                        let pid = p as u32;
+                        let exec_id = inner
+                            .execs
+                            .iter()
+                            .find(|(_, e)| e.status == Status::Running && e.pid == pid)
+                            .map(|(id, _)| id.clone())
+                            .unwrap_or_default();
+                        (pid, exec_id)
+                    })
                     .collect();
                 pids.sort_unstable();
                 Ok(pids)

@@ -1,6 +1,6 @@
 //! `berth.shim.v1.Task` over gRPC: each handler unpacks the request, calls the domain
 //! [`Task`], converts the answer; errors map to status codes in one place
-//! (`From<Error> for tonic::Status`). Exec answers UNIMPLEMENTED (not in this slice).
+//! (`From<Error> for tonic::Status`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -35,10 +35,6 @@ impl TaskService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn exec_id(id: &str) -> Result<(), Status> {
-    Task::check_exec_id(id).map_err(Status::from)
-}
-
 #[tonic::async_trait]
 impl task_server::Task for TaskService {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Reply<pb::CreateResponse> {
@@ -48,35 +44,38 @@ impl task_server::Task for TaskService {
     }
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Reply<pb::StartResponse> {
-        exec_id(&req.get_ref().exec_id)?;
-        let pid = self.task.start().await?;
+        let pid = self.task.start(&req.get_ref().exec_id).await?;
         Ok(Response::new(pb::StartResponse { pid }))
     }
 
     async fn state(&self, req: Request<pb::StateRequest>) -> Reply<pb::StateResponse> {
-        exec_id(&req.get_ref().exec_id)?;
-        let s = self.task.state().await?;
+        let s = self.task.state(&req.get_ref().exec_id).await?;
         Ok(Response::new(convert::state(self.task.id(), s)))
     }
 
     async fn kill(&self, req: Request<pb::KillRequest>) -> Reply<pb::KillResponse> {
         let req = req.into_inner();
-        exec_id(&req.exec_id)?;
-        self.task.kill(req.signal, req.all).await?;
+        self.task.kill(&req.exec_id, req.signal, req.all).await?;
         Ok(Response::new(pb::KillResponse {}))
     }
 
+    async fn exec(&self, req: Request<pb::ExecRequest>) -> Reply<pb::ExecResponse> {
+        let spec = convert::exec(req.into_inner())?;
+        self.task.exec(spec).await?;
+        Ok(Response::new(pb::ExecResponse {}))
+    }
+
     async fn resize_pty(&self, req: Request<pb::ResizePtyRequest>) -> Reply<pb::ResizePtyResponse> {
-        exec_id(&req.get_ref().exec_id)?;
-        Err(Status::failed_precondition(
-            "the process has no terminal (TTY not supported yet)",
-        ))
+        let req = req.into_inner();
+        self.task
+            .resize_pty(&req.exec_id, req.width, req.height)
+            .await?;
+        Ok(Response::new(pb::ResizePtyResponse {}))
     }
 
     async fn close_io(&self, req: Request<pb::CloseIoRequest>) -> Reply<pb::CloseIoResponse> {
         let req = req.into_inner();
-        exec_id(&req.exec_id)?;
-        self.task.close_io(req.stdin).await?;
+        self.task.close_io(&req.exec_id, req.stdin).await?;
         Ok(Response::new(pb::CloseIoResponse {}))
     }
 
@@ -95,14 +94,16 @@ impl task_server::Task for TaskService {
                 ))
             }
         };
-        exec_id(&opts.exec_id)?;
         let attachment = self
             .task
-            .attach(AttachOptions {
-                stdin: opts.stdin,
-                stdout: opts.stdout,
-                stderr: opts.stderr,
-            })
+            .attach(
+                &opts.exec_id,
+                AttachOptions {
+                    stdin: opts.stdin,
+                    stdout: opts.stdout,
+                    stderr: opts.stderr,
+                },
+            )
             .await?;
         Ok(Response::new(attach_streams(attachment, inbound)))
     }
@@ -113,17 +114,13 @@ impl task_server::Task for TaskService {
             .pids()
             .await?
             .into_iter()
-            .map(|pid| pb::ProcessInfo {
-                pid,
-                exec_id: String::new(),
-            })
+            .map(|(pid, exec_id)| pb::ProcessInfo { pid, exec_id })
             .collect();
         Ok(Response::new(pb::PidsResponse { processes }))
     }
 
     async fn wait(&self, req: Request<pb::WaitRequest>) -> Reply<pb::WaitResponse> {
-        exec_id(&req.get_ref().exec_id)?;
-        let exit = self.task.wait().await?;
+        let exit = self.task.wait(&req.get_ref().exec_id).await?;
         Ok(Response::new(convert::wait(&exit)))
     }
 
@@ -146,8 +143,7 @@ impl task_server::Task for TaskService {
     }
 
     async fn delete(&self, req: Request<pb::DeleteRequest>) -> Reply<pb::DeleteResponse> {
-        exec_id(&req.get_ref().exec_id)?;
-        let exit = self.task.delete().await?;
+        let exit = self.task.delete(&req.get_ref().exec_id).await?;
         Ok(Response::new(convert::delete(&exit)))
     }
 

@@ -9,12 +9,16 @@ use super::{blocking, Phase, Status, Task};
 const SIGRTMAX: u32 = 64;
 
 impl Task {
-    /// Sends `signal` to the init, or with `all` to every process of the container.
-    pub async fn kill(&self, signal: u32, all: bool) -> Result<()> {
+    /// Sends `signal` to the init (`exec_id` empty), or with `all` to every process of
+    /// the container; or to an exec process.
+    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
         if signal == 0 || signal > SIGRTMAX {
             return Err(Error::InvalidArgument(format!(
                 "signal {signal} is not a signal number (1 to {SIGRTMAX})"
             )));
+        }
+        if !exec_id.is_empty() {
+            return self.exec_kill(exec_id, signal, all).await;
         }
         let mut inner = self.inner.lock().await;
         match inner.phase {

@@ -1,4 +1,4 @@
-//! Start: the init execs the container's program.
+//! Start: the init execs the container's program (exec processes: [`super::exec`]).
 
 use std::time::SystemTime;
 
@@ -6,9 +6,14 @@ use super::{blocking, Phase, Status, Task};
 use crate::error::{Error, Result};
 
 impl Task {
-    /// Starts the init; returns its host pid. An exec failure comes back as the init's
-    /// message, and the container is then stopped with status 127 (as Docker reports it).
-    pub async fn start(&self) -> Result<u32> {
+    /// Starts the init (`exec_id` empty) or an exec process; returns its host pid once
+    /// it has exec'd its program. An exec failure comes back as the process's own
+    /// message, and the process is then stopped with status 127 (126 for "permission
+    /// denied"), as Docker reports it.
+    pub async fn start(&self, exec_id: &str) -> Result<u32> {
+        if !exec_id.is_empty() {
+            return self.exec_start(exec_id).await;
+        }
         let mut inner = self.inner.lock().await;
         match inner.phase {
             Phase::Live(Status::Created) => {}

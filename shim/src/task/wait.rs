@@ -15,8 +15,12 @@ use crate::state::{self, ExitRecord};
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
 impl Task {
-    /// Blocks until the init exits (returns at once if it has).
-    pub async fn wait(&self) -> Result<ExitRecord> {
+    /// Blocks until the init (`exec_id` empty) or an exec process exits (returns at once
+    /// if it has).
+    pub async fn wait(&self, exec_id: &str) -> Result<ExitRecord> {
+        if !exec_id.is_empty() {
+            return self.exec_wait(exec_id).await;
+        }
         let mut rx = {
             let inner = self.inner.lock().await;
             if inner.phase == Phase::Empty {
@@ -36,7 +40,8 @@ impl Task {
             .ok_or_else(|| Error::NotFound(format!("container {} has no exit status", self.id)))
     }
 
-    /// Called by the reaper for every reaped child; acts on the init's end.
+    /// Called by the reaper for every reaped child; acts on the end of the init or of an
+    /// exec process.
     pub(super) async fn on_exit(self: Arc<Self>, status: WaitStatus, at: SystemTime) {
         let Some(pid) = status.pid() else { return };
         let mut inner = self.inner.lock().await;
@@ -44,7 +49,9 @@ impl Task {
             && inner.exit.is_none()
             && matches!(inner.phase, Phase::Live(_));
         if !ours {
-            tracing::debug!(pid = pid.as_raw(), ?status, "reaped a child");
+            if !self.exec_exited(inner, status, at).await {
+                tracing::debug!(pid = pid.as_raw(), ?status, "reaped a child");
+            }
             return;
         }
         let Some(mut container) = inner.container.take() else {

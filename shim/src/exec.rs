@@ -1,0 +1,123 @@
+//! Exec processes: an extra process in a running container (`docker exec`).
+//!
+//! The start protocol is the init's ([`crate::process`]): the shim forks an intermediate
+//! that joins every namespace of the container's init — opened by fd from
+//! `/proc/<init>/ns/*` before any is joined, the mount namespace last — and clones the
+//! exec process (a fork is needed after joining a pid namespace). The shim moves it into
+//! the container's cgroup before it goes on; then it sets up its terminal, user,
+//! capabilities, limits and working directory exactly as the init does
+//! ([`init::exec_process`]) and waits for Start.
+
+use std::convert::Infallible;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+
+use nix::unistd::Pid;
+use oci_spec::runtime::{Process, Spec};
+
+use crate::channel::{ChildChannel, ParentMessage};
+use crate::console;
+use crate::error::{Error, Result};
+use crate::init::{self, ProcessConfig};
+use crate::seccomp::Filter;
+use crate::spec;
+use crate::syscall::{CloneFlags, Syscall};
+
+/// Everything an exec process does, decided before fork.
+#[derive(Debug, Clone)]
+pub struct ExecConfig {
+    /// The process.
+    pub process: ProcessConfig,
+    /// The container's seccomp filter (the spec's `linux.seccomp`): an exec process is
+    /// confined as the init is.
+    pub seccomp: Option<Filter>,
+}
+
+impl ExecConfig {
+    /// Validates an OCI `process` object (the Exec request's JSON) and plans it, with the
+    /// container's spec for what is container-wide (seccomp). Returns warnings for the
+    /// caller to log with the container id.
+    pub fn new(process: &Process, container: &Spec) -> Result<(ExecConfig, Vec<String>)> {
+        spec::validate_process(process)?;
+        let (process, warnings) = ProcessConfig::new(process)?;
+        let seccomp = container
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .map(Filter::from_spec)
+            .transpose()?;
+        Ok((ExecConfig { process, seccomp }, warnings))
+    }
+
+    /// Parses the Exec request's `spec` bytes, then as [`ExecConfig::new`].
+    pub fn from_json(json: &[u8], container: &Spec) -> Result<(ExecConfig, Vec<String>)> {
+        let process: Process = serde_json::from_slice(json)
+            .map_err(|e| Error::invalid(format!("exec process spec: {e}")))?;
+        ExecConfig::new(&process, container)
+    }
+}
+
+/// A namespace of the init, opened.
+#[derive(Debug)]
+pub struct OpenNamespace {
+    /// `/proc/<pid>/ns/<name>`.
+    pub file: File,
+    /// Its type.
+    pub flag: CloneFlags,
+    /// Its name, for messages.
+    pub name: &'static str,
+}
+
+/// Namespaces an exec joins, in joining order: the mount namespace last, since joining
+/// it changes what paths mean (the fds are all open by then anyway). The user namespace
+/// is not used by berth; the time namespace is refused by spec validation.
+const NAMESPACES: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Opens the namespaces of `init` that differ from the shim's own (joining one the shim
+/// is in already would change nothing). The caller must keep `init` from being reaped
+/// meanwhile, so that the pid still names the container's init.
+pub fn init_namespaces(init: Pid) -> Result<Vec<OpenNamespace>> {
+    let mut out = Vec::new();
+    for (name, flag) in NAMESPACES {
+        let path = format!("/proc/{}/ns/{name}", init.as_raw());
+        let file = File::open(&path).map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "the container's init is gone ({path}: {e}): the container is not running"
+            ))
+        })?;
+        let theirs = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {path}"), e))?;
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+            .map_err(|e| Error::io(format!("stat /proc/self/ns/{name}"), e))?;
+        if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
+            out.push(OpenNamespace { file, flag, name });
+        }
+    }
+    Ok(out)
+}
+
+/// The exec process's whole job, in the container's namespaces. Returns only on
+/// failure (success ends in `execve`).
+pub(crate) fn run(sys: &dyn Syscall, cfg: &ExecConfig, ch: &ChildChannel) -> Result<Infallible> {
+    match ch.recv()? {
+        Some(ParentMessage::CgroupJoined) => {}
+        other => {
+            return Err(Error::Protocol(format!(
+                "expected CgroupJoined, got {other:?}"
+            )))
+        }
+    }
+    if cfg.process.terminal {
+        console::setup(sys, ch, cfg.process.uid, false)?;
+    }
+    init::write_oom_score_adj(&cfg.process)?;
+    init::exec_process(sys, &cfg.process, cfg.seccomp.as_ref(), ch)
+}
