@@ -185,6 +185,21 @@ async fn the_default_profile_filters_and_unconfined_does_not() {
     // clone without namespace flags is allowed: pipes and subshells work.
     assert_eq!(w.sh_ok(&[], "echo $(echo nested) | cat"), "nested\n");
 
+    // Without no_new_privs the filter goes in before the capabilities are dropped (it
+    // needs CAP_SYS_ADMIN then), and the rest of the setup runs under it.
+    let privs = [
+        "--security-opt",
+        "no-new-privileges=false",
+        "-u",
+        "65534:65534",
+    ];
+    assert_eq!(w.status_field(&privs, "Seccomp"), "2");
+    assert_eq!(w.status_field(&privs, "NoNewPrivs"), "0");
+    assert_eq!(
+        w.sh_ok(&privs, "id -u; unshare -U true || echo refused"),
+        "65534\nrefused\n"
+    );
+
     let unconfined = ["--security-opt", "seccomp=unconfined"];
     assert_eq!(w.status_field(&unconfined, "Seccomp"), "0");
     assert_eq!(w.sh_ok(&unconfined, "unshare -U true && echo ok"), "ok\n");

@@ -1026,6 +1026,8 @@ mod tests {
         {
             assert_eq!(verdict(&f, no, &[]), EPERM, "{no}");
         }
+        // Each program fits the kernel's 4096 instructions, with room for custom rules.
+        assert!(f.instructions() < 3000, "{}", f.instructions());
         // CAP_SYS_CHROOT is a default capability.
         assert_eq!(verdict(&f, "chroot", &[]), ALLOWED_NOW);
         // The kernel here is past 4.8.
