@@ -5,13 +5,14 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_proto::shim::v1 as pb;
 use berth_proto::types::v1 as types;
-use berth_shim::client::{self, ShimClient, SpawnOptions};
+use berth_shim::client;
+use common::shim::{
+    alive, create_and_start, create_req, hex_id, log_records, state, wait, wait_gone, Shim,
+};
 use common::{need_root, TestBundle};
 use oci_spec::runtime::LinuxNamespaceType;
 use tonic::Code;
@@ -20,169 +21,12 @@ fn sh(script: &str) -> Vec<&str> {
     vec!["sh", "-c", script]
 }
 
-/// A fresh 64-hex container id.
-fn hex_id() -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:08x}{:08x}{:048x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos
-    )
-}
-
-fn alive(pid: u32) -> bool {
-    // A zombie has no cmdline; it is as good as gone (its parent, init, reaps it).
-    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
-}
-
-/// Polls asynchronously: the test's runtime must keep running its gRPC connections (the
-/// shim's graceful close waits for the client to acknowledge it).
-async fn wait_gone(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
-
 /// Fields of /proc/PID/stat after the command name: (ppid, session id).
 fn ppid_and_sid(pid: u32) -> (i32, i32) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split(' ').collect();
     (f[1].parse().unwrap(), f[3].parse().unwrap())
-}
-
-/// A spawned shim and its state dir; SIGKILLs the shim if the test did not end it.
-struct Shim {
-    client: Option<ShimClient>,
-    _state: tempfile::TempDir,
-    dir: PathBuf,
-    pid: u32,
-}
-
-impl Shim {
-    async fn spawn(b: &mut TestBundle) -> Shim {
-        Shim::spawn_in(b, "").await
-    }
-
-    /// Spawns with the state dir at `<tempdir>/<sub>`.
-    async fn spawn_in(b: &mut TestBundle, sub: &str) -> Shim {
-        b.id = hex_id();
-        let state = tempfile::Builder::new()
-            .prefix("berth-state")
-            .tempdir()
-            .unwrap();
-        let dir = state.path().join(sub);
-        std::fs::create_dir_all(&dir).unwrap();
-        let opts = SpawnOptions {
-            id: b.id.clone(),
-            state_dir: dir.clone(),
-            shim_bin: PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")),
-            log_format_json: true,
-        };
-        let client = client::spawn(&opts).await.unwrap();
-        let pid = client.pid;
-        Shim {
-            client: Some(client),
-            _state: state,
-            dir,
-            pid,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn task(&self) -> pb::task_client::TaskClient<tonic::transport::Channel> {
-        self.client.as_ref().expect("connected").task.clone()
-    }
-
-    /// Shutdown with `now`, then the process must be gone.
-    async fn shutdown(&self) {
-        self.task()
-            .shutdown(pb::ShutdownRequest { now: true })
-            .await
-            .unwrap();
-        assert!(wait_gone(self.pid).await, "shim {} still alive", self.pid);
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir().join("shim.log")).unwrap_or_default();
-            eprintln!("--- shim.log of {}:\n{log}", self.pid);
-        }
-        // Only the shim this test started: its pid, running berth-shim on our state dir.
-        let ours = std::fs::read(format!("/proc/{}/cmdline", self.pid))
-            .map(|c| String::from_utf8_lossy(&c).into_owned())
-            .is_ok_and(|c| c.contains("berth-shim") && c.contains(&*self.dir.to_string_lossy()));
-        if ours {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(self.pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-fn create_req(b: &TestBundle, stdio: Option<pb::StdioOptions>) -> pb::CreateRequest {
-    pb::CreateRequest {
-        id: b.id.clone(),
-        bundle: b.path().to_string_lossy().into_owned(),
-        stdio,
-        ..Default::default()
-    }
-}
-
-async fn create_and_start(shim: &Shim, req: pb::CreateRequest) -> u32 {
-    let mut t = shim.task();
-    let pid = t.create(req).await.unwrap().into_inner().pid;
-    let started = t
-        .start(pb::StartRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(started.pid, pid);
-    pid
-}
-
-async fn wait(shim: &Shim) -> pb::WaitResponse {
-    shim.task()
-        .wait(pb::WaitRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn state(shim: &Shim) -> pb::StateResponse {
-    shim.task()
-        .state(pb::StateRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn log_records(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// The bundle's busybox tree moved to a lower layer; the shim mounts it as overlay, as

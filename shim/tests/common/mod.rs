@@ -3,6 +3,8 @@
 //! removed afterwards, and stdout/stderr captured in files.
 #![allow(dead_code)]
 
+pub mod shim;
+
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -34,7 +36,7 @@ pub fn need_root() -> bool {
 const APPLETS: &[&str] = &[
     "sh", "echo", "id", "cat", "ls", "hostname", "pwd", "env", "sleep", "head", "tail", "seq",
     "grep", "true", "false", "mkdir", "touch", "stat", "readlink", "test", "wc", "cut", "tr", "dd",
-    "yes", "ps",
+    "yes", "ps", "tty", "stty", "kill",
 ];
 
 /// Writes a minimal busybox image into `root`.
@@ -199,17 +201,29 @@ impl TestBundle {
 
 impl Drop for TestBundle {
     fn drop(&mut self) {
-        if let Ok(m) = AnyManager::new(&self.layout, &self.cgroup_parent) {
-            let _ = m.kill_all();
-            let _ = m.remove();
+        // A test that failed may have left its container running (its shim SIGKILLed
+        // by the test's guard): the container's cgroup first, then the parent.
+        for path in [
+            self.cgroup_parent.join(&self.id),
+            self.cgroup_parent.clone(),
+        ] {
+            if let Ok(m) = AnyManager::new(&self.layout, &path) {
+                let _ = m.kill_all();
+                let _ = m.remove();
+            }
         }
         // runc also joins the controller-less v2 hierarchy of a hybrid host.
         if let Layout::V1 { hybrid: true, .. } = self.layout {
             let unified = Layout::Unified {
                 root: "/sys/fs/cgroup/unified".into(),
             };
-            if let Ok(m) = AnyManager::new(&unified, &self.cgroup_parent) {
-                let _ = m.remove();
+            for path in [
+                self.cgroup_parent.join(&self.id),
+                self.cgroup_parent.clone(),
+            ] {
+                if let Ok(m) = AnyManager::new(&unified, &path) {
+                    let _ = m.remove();
+                }
             }
         }
     }
