@@ -813,3 +813,47 @@ async fn exec_is_confined_by_the_containers_seccomp_profile() {
     shim.shutdown().await;
     common::assert_clean(&b);
 }
+
+/// Whether a root thread without CAP_SYS_PTRACE in its effective set may read where
+/// `/proc/<pid>/exe` points: the kernel allows it for a dumpable root process only.
+fn exe_reachable(pid: u32) -> bool {
+    std::thread::spawn(move || {
+        caps::drop(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_PTRACE,
+        )
+        .unwrap();
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn container_processes_are_not_dumpable_until_they_exec() {
+    if !need_root() {
+        return;
+    }
+    // A created init waits for Start still inside the shim's binary (an exec process
+    // goes through the same start path): nothing of the container, root or not, may
+    // reach that binary through /proc/<pid>/exe meanwhile.
+    let mut b = TestBundle::new();
+    let shim = Shim::spawn(&mut b).await;
+    b.write(&b.spec(&["sleep", "1000"]));
+    let pid = shim
+        .task()
+        .create(create_req(&b, None))
+        .await
+        .unwrap()
+        .into_inner()
+        .pid;
+    assert!(!exe_reachable(pid), "dumpable before execve");
+    shim.task()
+        .start(pb::StartRequest::default())
+        .await
+        .unwrap();
+    assert!(exe_reachable(pid), "execve makes it dumpable again");
+    shim.shutdown().await;
+    common::assert_clean(&b);
+}
