@@ -6,7 +6,7 @@
 //! exec process (a fork is needed after joining a pid namespace). The shim moves it into
 //! the container's cgroup before it goes on; then it sets up its terminal, user,
 //! capabilities, limits and working directory exactly as the init does
-//! ([`init::exec_process`]) and waits for Start.
+//! (`init::exec_process`) and waits for Start.
 
 use std::convert::Infallible;
 use std::fs::File;

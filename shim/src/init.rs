@@ -5,7 +5,7 @@
 //! forked child of a multi-threaded shim must not take the logger's locks); every failure
 //! goes back to the shim as a [`ChildMessage::Error`] naming the step.
 //!
-//! [`ProcessConfig`] and [`exec_process`] are the part every container process shares
+//! [`ProcessConfig`] and `exec_process` are the part every container process shares
 //! with exec processes ([`crate::exec`]): user, capabilities, limits, working directory,
 //! the executable lookup and the Ready/Start handshake that ends in `execve`.
 

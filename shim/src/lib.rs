@@ -5,10 +5,12 @@
 //! The container runtime is a library with seams (youki's layout): [`spec`] loads and
 //! validates the OCI bundle, [`cgroups`] knows cgroups and nothing of containers,
 //! [`rootfs`] and [`init`] build the container through the [`syscall::Syscall`] seam,
-//! [`process`] runs the start protocol over [`channel`], and [`container`] ties one
-//! container's lifecycle together. On top: [`task`] is the Task API (a domain `Task` and
-//! its gRPC adapter), [`logs`] the json-file log, [`daemon`] and [`server`] the
-//! `berth-shim` process, [`state`] the files it shares with the engine.
+//! [`exec`] plans extra processes in a running container, [`console`] gives a process a
+//! terminal, [`seccomp`] compiles its filter, [`process`] runs the start protocol (init
+//! and exec alike) over [`channel`], and [`container`] ties one container's lifecycle
+//! together. On top: [`task`] is the Task API (a domain `Task` and its gRPC adapter),
+//! [`logs`] the json-file log, [`daemon`] and [`server`] the `berth-shim` process,
+//! [`state`] the files it shares with the engine.
 
 pub mod capabilities;
 pub mod cgroups;
