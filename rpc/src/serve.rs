@@ -2,7 +2,12 @@
 //! request, named `UNIMPLEMENTED` answers, and a bounded graceful drain.
 
 use std::convert::Infallible;
+use std::future::Ready;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use futures::future::Either;
 
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
@@ -11,6 +16,8 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::util::Oneshot;
+use tower::ServiceExt;
 
 use crate::error::{Error, Result};
 use crate::listen::UnixSocket;
@@ -73,20 +80,86 @@ impl ServiceSet {
         all.extend([HEALTH, REFLECTION_V1, REFLECTION_V1ALPHA].map(String::from));
         all
     }
+}
 
-    fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
-        let mut b = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(berth_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            )
-            .include_reflection_service(false);
-        for name in self.service_names() {
-            b = b.with_service_name(name);
+/// Reflection over every berth proto and the standard ones, naming `services`.
+fn reflection(services: &[String]) -> tonic_reflection::server::Builder<'static> {
+    let mut b = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(berth_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .include_reflection_service(false);
+    for name in services {
+        b = b.with_service_name(name.clone());
+    }
+    b
+}
+
+type BuildResult<S> = std::result::Result<S, String>;
+
+/// A service built on its first call. Reflection keeps its own copy of every descriptor
+/// and a map of every symbol, over 1 MiB for berth's protos and reflection version: a
+/// process nobody asks about its API (one shim among hundreds) never pays for it.
+struct Lazy<S> {
+    inner: Arc<LazyInner<S>>,
+}
+
+struct LazyInner<S> {
+    built: OnceLock<BuildResult<S>>,
+    build: Box<dyn Fn() -> BuildResult<S> + Send + Sync>,
+}
+
+impl<S> Lazy<S> {
+    fn new(build: impl Fn() -> BuildResult<S> + Send + Sync + 'static) -> Self {
+        Lazy {
+            inner: Arc::new(LazyInner {
+                built: OnceLock::new(),
+                build: Box::new(build),
+            }),
         }
-        b
+    }
+}
+
+impl<S> Clone for Lazy<S> {
+    fn clone(&self) -> Self {
+        Lazy {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for Lazy<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> tower::Service<http::Request<tonic::body::Body>> for Lazy<S>
+where
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = Either<
+        Oneshot<S, http::Request<tonic::body::Body>>,
+        Ready<std::result::Result<Self::Response, Infallible>>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::result::Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        match self.inner.built.get_or_init(|| (self.inner.build)()) {
+            Ok(svc) => Either::Left(svc.clone().oneshot(req)),
+            Err(e) => Either::Right(std::future::ready(Ok(tonic::Status::internal(format!(
+                "proto descriptor set: {e}"
+            ))
+            .into_http()))),
+        }
     }
 }
 
@@ -111,13 +184,17 @@ pub async fn serve(
     shutdown: CancellationToken,
     drain: Duration,
 ) -> Result<()> {
-    let reflection_err = |e: tonic_reflection::server::Error| Error::Config {
-        path: "proto descriptor set".into(),
-        message: e.to_string(),
-    };
     let mut routes = set.routes.clone();
-    routes.add_service(set.reflection().build_v1().map_err(reflection_err)?);
-    routes.add_service(set.reflection().build_v1alpha().map_err(reflection_err)?);
+    let names = set.service_names();
+    routes.add_service(Lazy::new(move || {
+        reflection(&names).build_v1().map_err(|e| e.to_string())
+    }));
+    let names = set.service_names();
+    routes.add_service(Lazy::new(move || {
+        reflection(&names)
+            .build_v1alpha()
+            .map_err(|e| e.to_string())
+    }));
     let routes = routes.routes();
 
     set.health

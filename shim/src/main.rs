@@ -27,6 +27,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    tune_malloc();
     let args = Args::parse();
     let ready = if args.foreground {
         Ready::none()
@@ -45,3 +46,19 @@ fn main() -> ExitCode {
         ready,
     )
 }
+
+/// glibc's malloc gives each thread that allocates an arena of its own and keeps what
+/// the thread freed. Besides its runtime thread the shim has only short-lived blocking
+/// threads (creating, starting, removing the container): one arena serves them all, where
+/// their own would each stay, ~100 KiB dirty, for the life of the container. Runs before
+/// any thread exists.
+#[cfg(target_env = "gnu")]
+fn tune_malloc() {
+    // SAFETY: sets a malloc parameter, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn tune_malloc() {}
