@@ -252,3 +252,52 @@ pub fn legacy_docker_archive(img: &TestImage, repo_tag: &str) -> Vec<u8> {
     append(&mut b, "manifest.json", &manifest);
     b.into_inner().unwrap()
 }
+
+/// `tar` (a layer without an end-of-archive gap) with directories (mode 1777) and
+/// symlinks (path → target) appended, all owned by root.
+pub fn with_dirs_and_links(tar: &[u8], dirs: &[&str], links: &[(&str, &str)]) -> Vec<u8> {
+    let header = |kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        h
+    };
+    let mut b = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut h = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        b.append_data(&mut h, path, &mut entry).unwrap();
+    }
+    for d in dirs {
+        let mut h = header(tar::EntryType::Directory, 0o1777);
+        b.append_data(&mut h, d, std::io::empty()).unwrap();
+    }
+    for (path, target) in links {
+        let mut h = header(tar::EntryType::Symlink, 0o777);
+        b.append_link(&mut h, path, target).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A busybox root filesystem as a shell user expects it: `/bin/<applet>` links for every
+/// applet of the host's busybox, `/tmp`, and `extra` files.
+pub fn busybox_applets_rootfs(extra: &[File<'_>]) -> Vec<u8> {
+    let list = std::process::Command::new("/bin/busybox")
+        .arg("--list")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let links: Vec<(String, &str)> = list
+        .lines()
+        .filter(|a| !a.is_empty() && *a != "busybox")
+        .map(|a| (format!("bin/{a}"), "busybox"))
+        .collect();
+    let links: Vec<(&str, &str)> = links.iter().map(|(p, t)| (p.as_str(), *t)).collect();
+    with_dirs_and_links(&busybox_rootfs(extra), &["tmp"], &links)
+}

@@ -99,8 +99,8 @@ pub struct Pump {
     pub stdin: Option<mpsc::Sender<shim::AttachRequest>>,
     /// Watched for on stdin.
     pub keys: DetachKeys,
-    /// Close the process's stdin when the client's ends (exec -i, as Docker does); otherwise
-    /// the shim decides by the container's stdin_once.
+    /// Close the process's stdin when the client's stdin ends (not when it detaches or
+    /// leaves).
     pub close_io_on_eof: bool,
 }
 
@@ -216,7 +216,9 @@ fn attach_msgs(
     inbound.filter_map(|m| futures::future::ready(client_msg(m)))
 }
 
-fn client_msg(m: std::result::Result<ContainersAttachRequest, Status>) -> Option<std::result::Result<ClientMsg, Status>> {
+fn client_msg(
+    m: std::result::Result<ContainersAttachRequest, Status>,
+) -> Option<std::result::Result<ClientMsg, Status>> {
     use containers_attach_request::Msg;
     match m {
         Err(s) => Some(Err(s)),
@@ -256,7 +258,10 @@ pub async fn attach(
             ))
         }
         Err(s) => {
-            return Err(Error::InvalidArgument(format!("reading the request: {}", s.message())))
+            return Err(Error::InvalidArgument(format!(
+                "reading the request: {}",
+                s.message()
+            )))
         }
     };
     let keys = DetachKeys::parse(&opts.detach_keys)?;
@@ -330,7 +335,9 @@ pub async fn attach(
             output: output_stream,
             stdin: with_stdin.then_some(stdin_tx),
             keys,
-            close_io_on_eof: false,
+            // As Docker: stdin_once closes the container's stdin when the client's ends, not
+            // when it detaches; a terminal's stdin stays open.
+            close_io_on_eof: config.stdin_once && !config.tty,
         };
         let msg = match pump.run(attach_msgs(inbound), &tx, output).await {
             End::ClientGone => return,

@@ -30,7 +30,11 @@ impl DetachKeys {
             let b = k.as_bytes();
             let key = match b {
                 [c] => *c,
-                _ => match k.to_ascii_lowercase().strip_prefix("ctrl-").map(str::as_bytes) {
+                _ => match k
+                    .to_ascii_lowercase()
+                    .strip_prefix("ctrl-")
+                    .map(str::as_bytes)
+                {
                     Some([c @ b'a'..=b'z']) => c - b'a' + 1,
                     Some([b'@']) => 0,
                     Some([c @ (b'[' | b'\\' | b']' | b'^' | b'_')]) => c - b'@',
@@ -137,6 +141,9 @@ mod tests {
         assert_eq!(m.feed(b"\x10\x10"), Fed::Pass(b"\x10".to_vec()));
         assert_eq!(m.feed(b"\x11"), Fed::Detach(vec![]));
         let single = DetachKeys::parse("ctrl-x").unwrap();
-        assert_eq!(single.matcher().feed(b"ab\x18c"), Fed::Detach(b"ab".to_vec()));
+        assert_eq!(
+            single.matcher().feed(b"ab\x18c"),
+            Fed::Detach(b"ab".to_vec())
+        );
     }
 }

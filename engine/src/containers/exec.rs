@@ -40,7 +40,9 @@ fn exec_msgs(
     inbound.filter_map(|m| futures::future::ready(client_msg(m)))
 }
 
-fn client_msg(m: std::result::Result<ContainersExecRequest, Status>) -> Option<std::result::Result<ClientMsg, Status>> {
+fn client_msg(
+    m: std::result::Result<ContainersExecRequest, Status>,
+) -> Option<std::result::Result<ClientMsg, Status>> {
     use containers_exec_request::Msg;
     match m {
         Err(s) => Some(Err(s)),
@@ -170,7 +172,10 @@ pub async fn exec(
             ))
         }
         Err(s) => {
-            return Err(Error::InvalidArgument(format!("reading the request: {}", s.message())))
+            return Err(Error::InvalidArgument(format!(
+                "reading the request: {}",
+                s.message()
+            )))
         }
     };
     if o.cmd.is_empty() || o.cmd[0].is_empty() {

@@ -38,6 +38,12 @@ use std::time::{Duration, Instant};
 
 use berth_proto::engine::v1::containers_server::{Containers, ContainersServer};
 use berth_proto::engine::v1::{
+    ContainersAttachRequest, ContainersAttachResponse, ContainersExecRequest,
+    ContainersExecResponse, ContainersPauseRequest, ContainersPauseResponse,
+    ContainersStatsRequest, ContainersStatsResponse, ContainersTopRequest, ContainersTopResponse,
+    ContainersUnpauseRequest, ContainersUnpauseResponse,
+};
+use berth_proto::engine::v1::{
     ContainersCreateRequest, ContainersCreateResponse, ContainersInspectRequest,
     ContainersInspectResponse, ContainersKillRequest, ContainersKillResponse,
     ContainersListRequest, ContainersListResponse, ContainersLogsRequest, ContainersLogsResponse,
@@ -45,12 +51,6 @@ use berth_proto::engine::v1::{
     ContainersRenameResponse, ContainersRestartRequest, ContainersRestartResponse,
     ContainersStartRequest, ContainersStartResponse, ContainersStopRequest, ContainersStopResponse,
     ContainersWaitRequest, ContainersWaitResponse, ExitStatus,
-};
-use berth_proto::engine::v1::{
-    ContainersAttachRequest, ContainersAttachResponse, ContainersExecRequest,
-    ContainersExecResponse, ContainersPauseRequest, ContainersPauseResponse,
-    ContainersStatsRequest, ContainersStatsResponse, ContainersTopRequest, ContainersTopResponse,
-    ContainersUnpauseRequest, ContainersUnpauseResponse,
 };
 use berth_proto::shim::v1::task_client::TaskClient;
 use berth_proto::snapshots::v1::snapshots_client::SnapshotsClient;
@@ -467,6 +467,8 @@ impl Containers for ContainersService {
         &self,
         req: Request<ContainersStatsRequest>,
     ) -> Result<Response<BoxStream<ContainersStatsResponse>>, Status> {
-        Ok(Response::new(stats::stats(&self.m, req.into_inner()).await?))
+        Ok(Response::new(
+            stats::stats(&self.m, req.into_inner()).await?,
+        ))
     }
 }

@@ -128,7 +128,9 @@ pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> R
             terminal: config.tty,
             stdio: Some(StdioOptions {
                 stdin: config.open_stdin,
-                stdin_once: config.stdin_once,
+                // The engine closes stdin itself when an attached client's stdin ends
+                // (see attach.rs): a detach must not close it.
+                stdin_once: false,
                 log: Some(LogOptions {
                     path: rec.log_path.clone(),
                     max_size_bytes: log.max_size_bytes,

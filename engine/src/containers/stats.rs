@@ -24,7 +24,11 @@ fn host_cpu_ns() -> u64 {
     let ticks: u64 = stat
         .lines()
         .find_map(|l| l.strip_prefix("cpu "))
-        .map(|l| l.split_whitespace().filter_map(|f| f.parse::<u64>().ok()).sum())
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|f| f.parse::<u64>().ok())
+                .sum()
+        })
         .unwrap_or(0);
     // SAFETY: sysconf only reads a constant.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
@@ -94,9 +98,9 @@ pub async fn stats(
             Some(Reading { metrics, host_ns })
         }
     };
-    let first = read().await.ok_or_else(|| {
-        Error::FailedPrecondition(format!("Container {} is not running", rec.id))
-    })?;
+    let first = read()
+        .await
+        .ok_or_else(|| Error::FailedPrecondition(format!("Container {} is not running", rec.id)))?;
     let (tx, rx) = mpsc::channel(4);
     let cpus = online_cpus();
     tokio::spawn(async move {

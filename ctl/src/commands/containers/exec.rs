@@ -47,7 +47,11 @@ pub async fn exec(global: &Global, args: &ExecArgs) -> anyhow::Result<()> {
     let outcome = if args.detach {
         // Only whether it started matters.
         let mut outcome = Outcome::Ended;
-        while let Some(r) = responses.message().await.map_err(|s| call_error(global, s))? {
+        while let Some(r) = responses
+            .message()
+            .await
+            .map_err(|s| call_error(global, s))?
+        {
             match ExecWire::event(r) {
                 Some(Event::Started) => break,
                 Some(Event::Exit(s)) => {

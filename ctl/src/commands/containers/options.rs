@@ -186,7 +186,8 @@ pub fn request(o: &ContainerOptions) -> anyhow::Result<ContainersCreateRequest> 
         hostname: o.hostname.clone().unwrap_or_default(),
         tty: o.tty,
         open_stdin: o.interactive,
-        stdin_once: false,
+        // As Docker, an attached stdin (`-i`) closes the container's when it ends.
+        stdin_once: o.interactive,
         labels,
         stop_signal: o.stop_signal.clone().unwrap_or_default(),
         stop_timeout: o.stop_timeout,

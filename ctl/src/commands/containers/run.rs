@@ -184,7 +184,6 @@ async fn create_container(
     Ok((resp.id, resp.name))
 }
 
-
 /// An error that ends `run` before the container ran: printed, exit status 125 as Docker.
 fn cannot_run(e: anyhow::Error) -> anyhow::Error {
     if e.is::<crate::connection::Unreachable>() {

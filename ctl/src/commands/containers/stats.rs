@@ -23,11 +23,7 @@ fn row(s: &ContainersStatsResponse) -> Vec<String> {
         s.id.chars().take(12).collect(),
         s.name.clone(),
         format!("{:.2}%", s.cpu_percent),
-        format!(
-            "{} / {}",
-            bin(s.memory_usage_bytes),
-            bin(mem.limit_bytes)
-        ),
+        format!("{} / {}", bin(s.memory_usage_bytes), bin(mem.limit_bytes)),
         format!("{:.2}%", s.memory_percent),
         pids.current.to_string(),
     ]
