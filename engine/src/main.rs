@@ -3,6 +3,7 @@ use clap::Parser;
 use berth_engine::settings::{Args, Settings};
 
 fn main() -> std::process::ExitCode {
+    berth_rpc::fds::cloexec_inherited();
     let args = Args::parse();
     let settings = match Settings::load(args) {
         Ok(s) => s,

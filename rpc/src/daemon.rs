@@ -73,6 +73,7 @@ where
     Fut: std::future::Future<Output = std::result::Result<ServiceSet, E>>,
     E: std::fmt::Display,
 {
+    crate::fds::cloexec_inherited();
     let (settings, file): (Settings, FileConfig) = match args.common.load(section) {
         Ok(v) => v,
         Err(e) => {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connect;
 pub mod daemon;
 pub mod error;
+pub mod fds;
 pub mod listen;
 pub mod logging;
 pub mod pidlock;

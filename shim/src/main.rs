@@ -27,6 +27,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    berth_rpc::fds::cloexec_inherited();
     tune_malloc();
     let args = Args::parse();
     let ready = if args.foreground {

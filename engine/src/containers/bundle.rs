@@ -23,9 +23,7 @@ use oci_spec::runtime::{
 use super::user::Resolved;
 use crate::error::{Error, Result};
 
-// The seccomp profile is part of the bundle; its module sits beside this one.
-#[path = "seccomp.rs"]
-pub mod seccomp;
+use super::seccomp;
 
 /// Tasks a container may have when `--pids-limit` is not given (Docker has no limit; a
 /// fork bomb in one container should not take the host down).

@@ -23,6 +23,7 @@ mod pause;
 mod record;
 mod remove;
 pub mod restore;
+mod seccomp;
 mod signal;
 mod start;
 mod stats;
