@@ -657,14 +657,24 @@ async fn exec_with_a_terminal() {
 
     drop(a);
 
-    // CloseIO on a terminal is its EOF character: cat reads end of file.
-    let req = with_terminal(with_stdin(exec_req("cat", tty(&["cat"]))), 80, 24);
+    // A client leaving a terminal does not end it, even with stdin_once (as Docker's
+    // detach keys); CloseIO is the terminal's EOF character: cat reads end of file.
+    let mut req = with_terminal(with_stdin(exec_req("cat", tty(&["cat"]))), 80, 24);
+    req.stdio.as_mut().unwrap().stdin_once = true;
     shim.task().exec(req).await.unwrap();
     let mut a = Attached::new(&shim, "cat", true).await;
     start(&shim, "cat").await.unwrap();
     a.send(b"line\n").await;
     // The terminal echoes, then cat repeats.
     a.read_until(0, "line\r\nline\r\n").await;
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = exec_state(&shim, "cat").await.unwrap();
+    assert_eq!(st.status, pb::ProcessStatus::Running as i32);
+    assert!(st.stdin_open);
+    let mut a = Attached::new(&shim, "cat", true).await;
+    a.send(b"more\n").await;
+    a.read_until(0, "more\r\nmore\r\n").await;
     shim.task()
         .close_io(pb::CloseIoRequest {
             exec_id: "cat".into(),
@@ -692,6 +702,10 @@ async fn init_with_a_terminal() {
     let mut process = spec.process().clone().unwrap();
     process.set_terminal(Some(true));
     spec.set_process(Some(process));
+    // /dev/console is made in /dev, which stays writable under a read-only root.
+    let mut root = spec.root().clone().unwrap();
+    root.set_readonly(Some(true));
+    spec.set_root(Some(root));
     b.write(&spec);
     let mut req = create_req(&b, None);
     req.terminal = true;

@@ -430,10 +430,16 @@ impl StdinWriter {
         }
     }
 
-    /// The client detached: with `stdin_once`, stdin closes (the process reads EOF).
+    /// The client detached: with `stdin_once`, a stdin pipe closes (the process reads
+    /// EOF). A terminal stays as it is, as with Docker: leaving a terminal session (the
+    /// detach keys) must not end the shell in it; CloseIO still sends its EOF.
     pub async fn detach(self) {
-        if self.once {
-            close(&self.slot).await;
+        if !self.once {
+            return;
+        }
+        let mut slot = self.slot.lock().await;
+        if matches!(slot.as_ref(), Some(Sink::Pipe(_))) {
+            slot.take();
         }
     }
 }
