@@ -13,7 +13,7 @@ use crate::cgroups::{AnyManager, CgroupManager, Layout};
 use crate::error::{Error, Result};
 use crate::exec::ExecConfig;
 use crate::init::InitConfig;
-use crate::process::{self, CreatedInit, CreatedProcess, Stdio};
+use crate::process::{self, CreatedProcess, Stdio};
 use crate::rootfs::MountSpec;
 use crate::spec::Bundle;
 
@@ -68,7 +68,7 @@ fn standard_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
 
 #[derive(Debug)]
 enum State {
-    Created(CreatedInit),
+    Created(CreatedProcess),
     Running,
     Exited(ExitStatus),
 }

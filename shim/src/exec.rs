@@ -64,8 +64,8 @@ pub struct OpenNamespace {
     pub file: File,
     /// Its type.
     pub flag: CloneFlags,
-    /// Its name, for messages.
-    pub name: &'static str,
+    /// What it is, for messages (`the init's ipc namespace`, a path from the spec).
+    pub name: String,
 }
 
 /// Namespaces an exec joins, in joining order: the mount namespace last, since joining
@@ -98,7 +98,11 @@ pub fn init_namespaces(init: Pid) -> Result<Vec<OpenNamespace>> {
         let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
             .map_err(|e| Error::io(format!("stat /proc/self/ns/{name}"), e))?;
         if (theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()) {
-            out.push(OpenNamespace { file, flag, name });
+            out.push(OpenNamespace {
+                file,
+                flag,
+                name: format!("the init's {name} namespace"),
+            });
         }
     }
     Ok(out)

@@ -58,9 +58,6 @@ pub struct CreatedProcess {
     console: Option<OwnedFd>,
 }
 
-/// The init, created: [`CreatedProcess`] under its historical name.
-pub type CreatedInit = CreatedProcess;
-
 impl CreatedProcess {
     /// The process's pid (in the shim's pid namespace).
     pub fn pid(&self) -> Pid {
@@ -139,7 +136,11 @@ struct Namespaces {
 
 /// Creates the container's init: forks the intermediate, gets the init's pid, moves the
 /// init into `cgroup`, and waits until the init is set up.
-pub fn create(cfg: &InitConfig, stdio: Stdio, cgroup: &dyn CgroupManager) -> Result<CreatedInit> {
+pub fn create(
+    cfg: &InitConfig,
+    stdio: Stdio,
+    cgroup: &dyn CgroupManager,
+) -> Result<CreatedProcess> {
     // Open every namespace first: joining one could change what the next path means.
     let mut join = Vec::new();
     for (path, flag) in &cfg.join_namespaces {
@@ -148,7 +149,7 @@ pub fn create(cfg: &InitConfig, stdio: Stdio, cgroup: &dyn CgroupManager) -> Res
         join.push(OpenNamespace {
             file,
             flag: *flag,
-            name: "from the spec",
+            name: format!("namespace {}", path.display()),
         });
     }
     let ns = Namespaces {
@@ -315,7 +316,7 @@ fn intermediate(
         let sys = LinuxSyscall;
         for n in &ns.join {
             sys.setns(std::os::fd::AsFd::as_fd(&n.file), n.flag)
-                .map_err(|e| Error::sys(format!("join the {} namespace", n.name), e))?;
+                .map_err(|e| Error::sys(format!("join {}", n.name), e))?;
         }
         sys.unshare(ns.unshare)
             .map_err(|e| Error::sys(format!("unshare namespaces {:?}", ns.unshare), e))?;

@@ -73,6 +73,26 @@ struct Started {
     console: Option<OwnedFd>,
 }
 
+/// `pidfd_send_signal(2)`.
+fn signal_errno(pidfd: &OwnedFd, signal: libc::c_int) -> std::result::Result<(), nix::Error> {
+    // SAFETY: pidfd_send_signal takes an fd, a signal number, a null siginfo and flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    nix::errno::Errno::result(rc).map(drop)
+}
+
+/// Signals a process whose failure to receive it needs no report (it exited).
+fn signal(pidfd: &OwnedFd, signal: libc::c_int) {
+    let _ = signal_errno(pidfd, signal);
+}
+
 fn exit_code(status: WaitStatus) -> Option<(u32, Option<i32>)> {
     match status {
         WaitStatus::Exited(_, code) => Some((code.max(0) as u32, None)),
@@ -236,15 +256,18 @@ impl Task {
         match started {
             Ok(s) => {
                 entry.pid = s.pid;
-                entry.pidfd = Some(s.pidfd);
                 entry.status = Status::Running;
                 entry.started_at = Some(SystemTime::now());
                 if let Some(master) = s.console {
                     if let Err(e) = entry.io.set_console(master, None) {
-                        tracing::error!(container = %id, exec_id, error = %e, "the exec's terminal is lost");
+                        // Nobody could read its terminal: it would block once the
+                        // terminal's buffer is full.
+                        tracing::error!(container = %id, exec_id, error = %e, "the exec's terminal is lost; killing it");
                         entry.io.abandon();
+                        signal(&s.pidfd, libc::SIGKILL);
                     }
                 }
+                entry.pidfd = Some(s.pidfd);
                 tracing::info!(container = %id, exec_id, pid = s.pid, "exec started");
                 Ok(s.pid)
             }
@@ -286,19 +309,9 @@ impl Task {
                 )))
             }
         };
-        // SAFETY: pidfd_send_signal takes an fd, a signal number, a null siginfo and flags.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                pidfd.as_raw_fd(),
-                signal as libc::c_int,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        };
-        match nix::errno::Errno::result(rc) {
+        match signal_errno(pidfd, signal as libc::c_int) {
             // It exited; the reaper is about to record it.
-            Ok(_) | Err(nix::Error::ESRCH) => {}
+            Ok(()) | Err(nix::Error::ESRCH) => {}
             Err(e) => {
                 return Err(Error::sys(
                     format!("signal {signal} to exec process {exec_id:?}"),
