@@ -357,3 +357,18 @@ pub fn run_container(bundle_dir: &Path, opts: CreateOptions) -> Result<Container
     c.start()?;
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_map_to_dockers_codes() {
+        let not_found = Error::Init("exec: \"x\": executable file not found in $PATH".into());
+        assert_eq!(start_failure_code(&not_found), 127);
+        let denied = Error::Init("exec /etc/passwd: permission denied".into());
+        assert_eq!(start_failure_code(&denied), 126);
+        let cwd = Error::Init("chdir to working directory /x: ENOENT".into());
+        assert_eq!(start_failure_code(&cwd), 127);
+    }
+}

@@ -125,3 +125,67 @@ pub(crate) fn run(sys: &dyn Syscall, cfg: &ExecConfig, ch: &ChildChannel) -> Res
     init::write_oom_score_adj(&cfg.process)?;
     init::exec_process(sys, &cfg.process, cfg.seccomp.as_ref(), ch)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(seccomp: Option<serde_json::Value>) -> Spec {
+        let mut spec = Spec::default();
+        if let Some(s) = seccomp {
+            let mut linux = spec.linux().clone().unwrap_or_default();
+            linux.set_seccomp(Some(serde_json::from_value(s).unwrap()));
+            spec.set_linux(Some(linux));
+        }
+        spec
+    }
+
+    fn process(v: serde_json::Value) -> Vec<u8> {
+        let mut base = json!({
+            "args": ["sh"],
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "env": ["PATH=/bin"]
+        });
+        if let (Some(b), Some(extra)) = (base.as_object_mut(), v.as_object()) {
+            for (k, val) in extra {
+                b.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::to_vec(&base).unwrap()
+    }
+
+    #[test]
+    fn the_process_is_validated_like_the_inits() {
+        let c = container(None);
+        let refused = |v| {
+            ExecConfig::from_json(&process(v), &c)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(json!({"args": []})).contains("args is empty"));
+        assert!(refused(json!({"cwd": "tmp"})).contains("cwd"));
+        assert!(refused(json!({"env": ["NOEQUALS"]})).contains("NAME=VALUE"));
+        assert!(refused(json!({"user": {"uid": 4294967295u32, "gid": 0}})).contains("above"));
+        let e = ExecConfig::from_json(b"{not json", &c).unwrap_err();
+        assert!(matches!(e, Error::InvalidSpec(_)), "{e:?}");
+        let (cfg, _) = ExecConfig::from_json(&process(json!({"terminal": true})), &c).unwrap();
+        assert!(cfg.process.terminal);
+        assert!(cfg.seccomp.is_none());
+    }
+
+    #[test]
+    fn the_containers_seccomp_filter_is_carried() {
+        let c = container(Some(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })));
+        let (cfg, _) = ExecConfig::from_json(&process(json!({})), &c).unwrap();
+        let filter = cfg.seccomp.expect("a filter");
+        assert_eq!(
+            filter.verdict_for("mkdir", &[]),
+            Some(libc::SECCOMP_RET_ERRNO | 1)
+        );
+    }
+}

@@ -230,6 +230,22 @@ mod tests {
     }
 
     #[test]
+    fn exec_output_is_logged_only_when_asked() {
+        assert!(exec_stdio(None).unwrap().log.is_none());
+        let asked = pb::StdioOptions {
+            log: Some(pb::LogOptions {
+                path: "/var/log/x.log".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(exec_stdio(Some(asked)).unwrap().log.is_some());
+        let size = |width, height| console_size(Some(types::ConsoleSize { width, height }));
+        assert_eq!(size(80, 24), Some((80, 24)));
+        assert_eq!(size(0, 24), None);
+    }
+
+    #[test]
     fn rootfs_mounts_go_at_the_root() {
         let m = types::Mount {
             r#type: "overlay".into(),
