@@ -11,7 +11,6 @@ use berth_proto::engine::v1::{
 };
 use berth_proto::shim::v1 as shim;
 use berth_proto::shim::v1::task_client::TaskClient;
-use berth_proto::snapshots::v1::MountsRequest;
 use berth_proto::types::v1::StdioFrame;
 use futures::{Stream, StreamExt};
 use oci_spec::runtime::{Capabilities, LinuxCapabilitiesBuilder, Process, Spec, UserBuilder};
@@ -75,15 +74,7 @@ async fn process_json(m: &Manager, rec: &Record, o: &ExecOptions) -> Result<Vec<
         p.set_cwd(options::clean_workdir(&o.working_dir)?.into());
     }
     if !o.user.is_empty() {
-        let mounts = m
-            .snapshots()
-            .mounts(MountsRequest {
-                key: rec.id.clone(),
-            })
-            .await
-            .map_err(|s| Error::downstream("snapshotter", s))?
-            .into_inner()
-            .mounts;
+        let mounts = m.rootfs_mounts(&rec.id).await?;
         let layers = user::layer_dirs(&mounts);
         let (name, groups) = (o.user.clone(), rec.config().group_add.clone());
         let who = tokio::task::spawn_blocking(move || user::resolve(&name, &groups, &layers))

@@ -7,6 +7,7 @@ use berth_proto::shim::v1::task_client::TaskClient;
 use berth_proto::shim::v1::KillRequest;
 use tonic::transport::Channel;
 
+use super::record::Record;
 use super::{signal, Live, Manager};
 use crate::error::{Error, Result};
 
@@ -53,6 +54,20 @@ pub async fn shim_of(m: &Manager, live: &Live, id: &str) -> Result<TaskClient<Ch
             message: format!("cannot reach the shim of container {id}: {e}"),
         }),
     }
+}
+
+/// The container `given` names, which must be running, and its shim.
+pub async fn running_shim(m: &Manager, given: &str) -> Result<(Record, TaskClient<Channel>)> {
+    let rec = m.resolve(given)?;
+    if !rec.is_running() {
+        return Err(Error::FailedPrecondition(format!(
+            "Container {} is not running",
+            rec.id
+        )));
+    }
+    let live = m.live(&rec.id);
+    let task = shim_of(m, &live, &rec.id).await?;
+    Ok((rec, task))
 }
 
 /// `Containers.Kill`

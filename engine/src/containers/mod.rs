@@ -176,6 +176,19 @@ impl Manager {
         SnapshotsClient::new(self.ctx.snapshotter.channel.clone())
     }
 
+    /// The mounts of the container's root filesystem (its snapshot).
+    pub async fn rootfs_mounts(&self, id: &str) -> Result<Vec<berth_proto::types::v1::Mount>> {
+        Ok(self
+            .snapshots()
+            .mounts(berth_proto::snapshots::v1::MountsRequest {
+                key: id.to_string(),
+            })
+            .await
+            .map_err(|s| Error::downstream("snapshotter", s))?
+            .into_inner()
+            .mounts)
+    }
+
     /// The in-memory entry of `id`, made on first use.
     pub fn live(&self, id: &str) -> Arc<Live> {
         self.live

@@ -29,40 +29,16 @@ fn set_paused(m: &Manager, id: &str, paused: bool) -> Result<Record> {
 
 /// `Containers.Pause`
 pub async fn pause(m: &Arc<Manager>, given: &str) -> Result<()> {
-    let rec = m.resolve(given)?;
-    let live = m.live(&rec.id);
-    let _op = live.op.lock().await;
-    let rec = m
-        .store
-        .get(&rec.id)?
-        .ok_or_else(|| record::no_such_container(given))?;
-    match rec.status() {
-        ContainerStatus::Running => {}
-        ContainerStatus::Paused => {
-            return Err(Error::FailedPrecondition(format!(
-                "Container {} is already paused",
-                rec.id
-            )))
-        }
-        _ => {
-            return Err(Error::FailedPrecondition(format!(
-                "Container {} is not running",
-                rec.id
-            )))
-        }
-    }
-    let mut task = shim_of(m, &live, &rec.id).await?;
-    task.pause(PauseRequest {})
-        .await
-        .map_err(|s| Error::downstream("shim", s))?;
-    let rec = set_paused(m, &rec.id, true)?;
-    m.publish("pause", &rec, []);
-    tracing::info!(container = %rec.id, "container paused");
-    Ok(())
+    freeze(m, given, true).await
 }
 
 /// `Containers.Unpause`
 pub async fn unpause(m: &Arc<Manager>, given: &str) -> Result<()> {
+    freeze(m, given, false).await
+}
+
+/// Freezes (`pause`) or thaws a container, with Docker's refusals for the wrong state.
+async fn freeze(m: &Arc<Manager>, given: &str, pause: bool) -> Result<()> {
     let rec = m.resolve(given)?;
     let live = m.live(&rec.id);
     let _op = live.op.lock().await;
@@ -70,19 +46,29 @@ pub async fn unpause(m: &Arc<Manager>, given: &str) -> Result<()> {
         .store
         .get(&rec.id)?
         .ok_or_else(|| record::no_such_container(given))?;
-    if rec.status() != ContainerStatus::Paused {
+    let refusal = match (pause, rec.status()) {
+        (true, ContainerStatus::Running) | (false, ContainerStatus::Paused) => None,
+        (true, ContainerStatus::Paused) => Some("is already paused"),
+        (true, _) => Some("is not running"),
+        (false, _) => Some("is not paused"),
+    };
+    if let Some(why) = refusal {
         return Err(Error::FailedPrecondition(format!(
-            "Container {} is not paused",
+            "Container {} {why}",
             rec.id
         )));
     }
     let mut task = shim_of(m, &live, &rec.id).await?;
-    task.resume(ResumeRequest {})
-        .await
-        .map_err(|s| Error::downstream("shim", s))?;
-    let rec = set_paused(m, &rec.id, false)?;
-    m.publish("unpause", &rec, []);
-    tracing::info!(container = %rec.id, "container unpaused");
+    let done = if pause {
+        task.pause(PauseRequest {}).await.map(|_| ())
+    } else {
+        task.resume(ResumeRequest {}).await.map(|_| ())
+    };
+    done.map_err(|s| Error::downstream("shim", s))?;
+    let rec = set_paused(m, &rec.id, pause)?;
+    let action = if pause { "pause" } else { "unpause" };
+    m.publish(action, &rec, []);
+    tracing::info!(container = %rec.id, "container {action}d");
     Ok(())
 }
 

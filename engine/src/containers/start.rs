@@ -10,7 +10,6 @@ use berth_proto::engine::v1::ContainerStatus;
 use berth_proto::shim::v1::{
     CreateRequest, LogOptions, ShutdownRequest, StartRequest, StdioOptions,
 };
-use berth_proto::snapshots::v1::MountsRequest;
 use berth_shim::client::SpawnOptions;
 
 use super::create::{BUNDLE_COPY, BUNDLE_FILES};
@@ -96,15 +95,7 @@ pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> R
             .await
             .map_err(|e| Error::io("restore the bundle", std::io::Error::other(e)))??;
     }
-    let mounts = m
-        .snapshots()
-        .mounts(MountsRequest {
-            key: rec.id.clone(),
-        })
-        .await
-        .map_err(|s| Error::downstream("snapshotter", s))?
-        .into_inner()
-        .mounts;
+    let mounts = m.rootfs_mounts(&rec.id).await?;
     let opts = SpawnOptions {
         id: rec.id.clone(),
         state_dir: state_dir.clone(),

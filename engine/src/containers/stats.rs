@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 
-use super::kill::shim_of;
+use super::kill::running_shim;
 use super::Manager;
 use crate::error::{Error, Result};
 
@@ -76,15 +76,7 @@ pub async fn stats(
     m: &Arc<Manager>,
     req: ContainersStatsRequest,
 ) -> Result<BoxStream<ContainersStatsResponse>> {
-    let rec = m.resolve(&req.id)?;
-    if !rec.is_running() {
-        return Err(Error::FailedPrecondition(format!(
-            "Container {} is not running",
-            rec.id
-        )));
-    }
-    let live = m.live(&rec.id);
-    let task = shim_of(m, &live, &rec.id).await?;
+    let (rec, task) = running_shim(m, &req.id).await?;
     let read = move || {
         let mut task = task.clone();
         async move {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use berth_proto::engine::v1::{ContainersTopRequest, ContainersTopResponse, TopProcess};
 use berth_proto::shim::v1::PidsRequest;
 
-use super::kill::shim_of;
+use super::kill::running_shim;
 use super::Manager;
 use crate::error::{Error, Result};
 
@@ -47,15 +47,7 @@ pub fn parse_ps(output: &str, pids: &HashSet<u32>) -> Result<ContainersTopRespon
 
 /// `Containers.Top`
 pub async fn top(m: &Arc<Manager>, req: ContainersTopRequest) -> Result<ContainersTopResponse> {
-    let rec = m.resolve(&req.id)?;
-    if !rec.is_running() {
-        return Err(Error::FailedPrecondition(format!(
-            "Container {} is not running",
-            rec.id
-        )));
-    }
-    let live = m.live(&rec.id);
-    let mut task = shim_of(m, &live, &rec.id).await?;
+    let (_, mut task) = running_shim(m, &req.id).await?;
     let pids: HashSet<u32> = task
         .pids(PidsRequest {})
         .await
