@@ -225,9 +225,11 @@ pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
 /// `run`
 pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let o = &args.options;
-    // With -i or -t the terminal is joined to the container through Attach; otherwise its
-    // output is followed through the log, which loses nothing however fast it comes.
-    let attach_mode = !args.detach && (o.interactive || o.tty);
+    // With -i or -t (or no log to follow) the terminal is joined to the container through
+    // Attach; otherwise its output is followed through the log, which loses nothing however
+    // fast it comes.
+    let unlogged = o.log_driver.as_deref() == Some("none");
+    let attach_mode = !args.detach && (o.interactive || o.tty || unlogged);
     if attach_mode {
         terminal::check_tty_input(o.tty, o.interactive).map_err(cannot_run)?;
     }
