@@ -20,9 +20,10 @@ cd "$REPO_ROOT"
 
 # Debian packages the tests need now or soon: a Python for the gRPC client test, a local
 # OCI registry and skopeo for pull/push tests, a static busybox for test images, runc to
-# check that berth's bundles run under it, and the tools for container networking and TLS.
+# check that berth's bundles run under it, procps for `berthctl top` (the host's ps), and
+# the tools for container networking and TLS.
 APT_PACKAGES=(python3 python3-venv python3-pip docker-registry skopeo busybox-static
-    iptables nftables iproute2 runc openssl ca-certificates)
+    iptables nftables iproute2 runc procps openssl ca-certificates)
 # Python packages for tests/python (one gRPC release line for all three: stubs made by
 # grpcio-tools refuse an older grpcio).
 PIP_PACKAGES=("grpcio~=1.85.0" "grpcio-tools~=1.85.0" "grpcio-health-checking~=1.85.0")
