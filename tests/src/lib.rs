@@ -4,6 +4,7 @@
 pub mod image;
 pub mod leftovers;
 pub mod registry;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

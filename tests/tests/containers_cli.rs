@@ -4,14 +4,11 @@
 //! engine's bundle under Debian's runc. After every test no container mount, cgroup or shim
 //! process is left.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use berth_proto::snapshots::v1::snapshots_client::SnapshotsClient;
-use berth_proto::snapshots::v1::MountsRequest;
-use berth_rpc::Address;
 use berth_tests::image::{self, File};
+use berth_tests::world::{runc_installed, stderr, stdout, World, BUSYBOX_ENTRYPOINT};
 use berth_tests::{alive, need_root, wait_until, Engine};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -20,171 +17,10 @@ use serde_json::Value;
 /// The test image: a static busybox as the entrypoint, so `IMG sh -c …` runs busybox's sh.
 const IMG: &str = "bbtest:latest";
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A test's engine with the image imported; on drop every container is force-removed and
-/// the host is checked for leftovers (shims, mounts, cgroups).
-struct World {
-    engine: Option<Engine>,
-    /// Every container id the test saw, for the leftover checks.
-    ids: std::cell::RefCell<Vec<String>>,
-}
-
-impl World {
-    async fn new() -> World {
-        let engine = Engine::start(&[]).await;
-        let dir = tempfile::tempdir().unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        std::fs::write(&tar, image::busybox_rootfs(&[File::new("etc/marker", "x")])).unwrap();
-        let out = engine.ctl(&[
-            "import",
-            "--change",
-            r#"ENTRYPOINT ["/bin/busybox"]"#,
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            IMG,
-        ]);
-        assert!(out.status.success(), "import: {}", stderr(&out));
-        World {
-            engine: Some(engine),
-            ids: Default::default(),
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.engine().ctl(args)
-    }
-
-    /// Runs berthctl, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}): {}\nengine log:\n{}",
-            out.status,
-            stderr(&out),
-            self.engine().log_text()
-        );
-        stdout(&out)
-    }
-
-    /// `run -d …`; returns the full id.
-    fn run_detached(&self, args: &[&str]) -> String {
-        let mut all = vec!["run", "-d"];
-        all.extend_from_slice(args);
-        let id = self.ok(&all).trim().to_string();
-        assert_eq!(id.len(), 64, "{id}");
-        self.ids.borrow_mut().push(id.clone());
-        id
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
-        v[0].clone()
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.engine().state.path().to_path_buf()
-    }
-
-    /// Containers listed by `ps -a`.
-    fn all_ids(&self) -> Vec<String> {
-        self.ok(&["ps", "-a", "-q", "--no-trunc"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Removes every container and asserts nothing of them is left on the host.
-    fn clean_up(&self) {
-        let ids = self.all_ids();
-        self.ids.borrow_mut().extend(ids.iter().cloned());
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let out = self.ctl(&args);
-            assert!(out.status.success(), "rm -f: {}", stderr(&out));
-        }
-        assert!(self.all_ids().is_empty());
-        assert_nothing_left(&self.state_dir(), &self.ids.borrow());
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        // No shim of a failed test may outlive it. Without asking the engine (it may be
-        // the thing that failed): SIGTERM makes a shim kill and remove its container
-        // before it exits.
-        if let Some(e) = &self.engine {
-            let shims = shims_of(e.state.path());
-            for pid in &shims {
-                let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
-            }
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while shims.iter().any(|p| alive(*p)) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-}
-
-/// Pids of berth-shim processes serving containers of the engine whose state dir is `state`.
-fn shims_of(state: &Path) -> Vec<i32> {
-    let needle = state.join("containers").display().to_string();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains("berth-shim") && cmdline.contains(&needle) && alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// No shim, mount or cgroup of these containers is left.
-fn assert_nothing_left(state: &Path, ids: &[String]) {
-    wait_until("the shims to exit", Duration::from_secs(10), || {
-        shims_of(state).is_empty()
-    });
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let containers = state.join("containers").display().to_string();
-    assert!(
-        !mountinfo.contains(&containers),
-        "container mounts left on the host:\n{mountinfo}"
-    );
-    for id in ids {
-        for ctrl in [
-            "memory", "pids", "cpu", "devices", "freezer", "systemd", "unified",
-        ] {
-            let dir = Path::new("/sys/fs/cgroup")
-                .join(ctrl)
-                .join("berth")
-                .join(id);
-            assert!(!dir.exists(), "cgroup {} left behind", dir.display());
-        }
-        let v2 = Path::new("/sys/fs/cgroup/berth").join(id);
-        assert!(!v2.exists(), "cgroup {} left behind", v2.display());
-    }
+/// A new engine with the test image.
+async fn world() -> World {
+    let rootfs = image::busybox_rootfs(&[File::new("etc/marker", "x")]);
+    World::new(&rootfs, IMG, &BUSYBOX_ENTRYPOINT).await
 }
 
 #[tokio::test]
@@ -192,7 +28,7 @@ async fn run_prints_output_and_propagates_exit_codes() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
 
     let out = w.ctl(&["run", "--rm", IMG, "echo", "hello"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -262,7 +98,7 @@ async fn detached_containers_list_log_stop_and_remove() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&[
         "--name",
         "web",
@@ -379,7 +215,7 @@ async fn containers_survive_an_engine_kill() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&[
         "--name",
         "survivor",
@@ -392,25 +228,13 @@ async fn containers_survive_an_engine_kill() {
         w.ok(&["logs", "survivor"]).contains("tick2")
     });
     let mut w = w;
-    let engine = w.engine.take().unwrap();
-    engine.signal(Signal::SIGKILL);
-    let shim: i32 = std::fs::read_to_string(
-        engine
-            .state
-            .path()
-            .join("containers")
-            .join(&id)
-            .join("shim.pid"),
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
+    w.kill_engine().await;
+    let shim = w.shim_pid(&id);
     std::thread::sleep(Duration::from_millis(300));
     assert!(alive(shim), "the shim died with the engine");
-    let lines_before = engine_logs_len(&engine, &id);
+    let lines_before = engine_logs_len(w.engine(), &id);
 
-    w.engine = Some(Engine::start_in(engine, &[]).await);
+    w.restart_engine().await;
     let ps = w.ok(&["ps", "-a"]);
     assert!(
         ps.contains("survivor") && ps.contains(" Up "),
@@ -440,14 +264,9 @@ async fn a_dead_shim_marks_the_container_exited() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&["--name", "victim", IMG, "sleep", "1000"]);
-    let dir = w.state_dir().join("containers").join(&id);
-    let shim: i32 = std::fs::read_to_string(dir.join("shim.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let shim = w.shim_pid(&id);
     kill(Pid::from_raw(shim), Signal::SIGKILL).unwrap();
     wait_until(
         "the container marked exited",
@@ -468,63 +287,23 @@ async fn runc_runs_the_bundle_the_engine_writes() {
     if !need_root() {
         return;
     }
-    if Command::new("runc").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but runc is not installed"
-        );
-        eprintln!("skipped: runc is not installed");
+    if !runc_installed() {
         return;
     }
-    let w = World::new().await;
-    let id = w
-        .ok(&[
-            "create",
-            "--hostname",
-            "runcbox",
-            "-e",
-            "X=42",
-            "-w",
-            "/srv",
-            IMG,
-            "sh",
-            "-c",
-            "echo hi from $(hostname) $X $(pwd); id -u; exit 7",
-        ])
-        .trim()
-        .to_string();
-    w.ids.borrow_mut().push(id.clone());
-    let bundle = w.state_dir().join("containers").join(&id);
-    let addr = Address::Unix(w.state_dir().join("snapshotter.sock"));
-    let channel = berth_rpc::connect::connect(&addr, None).await.unwrap();
-    let mounts: Vec<berth_snapshotter::mount::Mount> = SnapshotsClient::new(channel)
-        .mounts(MountsRequest { key: id.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    let rootfs = bundle.join("rootfs");
-    let mounted = berth_snapshotter::mount::Mounted::new(&mounts, &rootfs).unwrap();
-    let runc_root = tempfile::tempdir().unwrap();
-    let name = format!("test-{}", &id[..12]);
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(runc_root.path())
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&name)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .arg("--root")
-        .arg(runc_root.path())
-        .args(["delete", "-f", &name])
-        .output();
-    mounted.unmount().unwrap();
+    let w = world().await;
+    let id = w.create(&[
+        "--hostname",
+        "runcbox",
+        "-e",
+        "X=42",
+        "-w",
+        "/srv",
+        IMG,
+        "sh",
+        "-c",
+        "echo hi from $(hostname) $X $(pwd); id -u; exit 7",
+    ]);
+    let out = w.run_under_runc(&id, &format!("test-{}", &id[..12])).await;
     assert_eq!(
         out.status.code(),
         Some(7),
@@ -547,7 +326,7 @@ async fn many_containers_start_and_go_at_once() {
         return;
     }
     const N: usize = 64;
-    let w = World::new().await;
+    let w = world().await;
     // Started in parallel, removed with one `rm -f` (which works on all at once): dozens of
     // concurrent record updates and flushes must not stall the engine (they did, once:
     // concurrent sled flushes starved sled's I/O pool).
@@ -596,7 +375,7 @@ async fn ctrl_c_on_an_attached_run_reaches_the_container() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let mut run = w
         .engine()
         .ctl_command(&[

@@ -8,14 +8,13 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_tests::image::{self, File};
-use berth_tests::leftovers;
-use berth_tests::{need_root, wait_until, Engine};
-use nix::sys::signal::Signal;
+use berth_tests::world::{stderr, stdout, World};
+use berth_tests::{need_root, wait_until};
 use serde_json::Value;
 
 const IMG: &str = "ia-bb:latest";
@@ -23,120 +22,15 @@ const IMG: &str = "ia-bb:latest";
 const PASSWD: &str =
     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// A new engine with the test image (no entrypoint: the applets are on PATH).
+async fn world() -> World {
+    let rootfs = image::busybox_applets_rootfs(&[File::new("etc/passwd", PASSWD)]);
+    World::new(&rootfs, IMG, &[r#"CMD ["sh"]"#]).await
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// An engine with the test image; on drop every container is removed and the host is
-/// checked for leftovers.
-struct World {
-    engine: Option<Engine>,
-    ids: Mutex<Vec<String>>,
-}
-
-impl World {
-    async fn new() -> World {
-        let engine = Engine::start(&[]).await;
-        let dir = tempfile::tempdir().unwrap();
-        let tar = dir.path().join("rootfs.tar");
-        std::fs::write(
-            &tar,
-            image::busybox_applets_rootfs(&[File::new("etc/passwd", PASSWD)]),
-        )
-        .unwrap();
-        let out = engine.ctl(&[
-            "import",
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            IMG,
-        ]);
-        assert!(out.status.success(), "import: {}", stderr(&out));
-        World {
-            engine: Some(engine),
-            ids: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.engine().ctl(args)
-    }
-
-    fn ctl_in(&self, args: &[&str], input: &[u8]) -> Output {
-        self.engine().ctl_env(args, &[], input)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}): {}\nengine log:\n{}",
-            out.status,
-            stderr(&out),
-            self.engine().log_text()
-        );
-        stdout(&out)
-    }
-
-    /// `run -d …`; the full id.
-    fn run_detached(&self, args: &[&str]) -> String {
-        let mut all = vec!["run", "-d"];
-        all.extend_from_slice(args);
-        let id = self.ok(&all).trim().to_string();
-        assert_eq!(id.len(), 64, "{id}");
-        self.ids.lock().unwrap().push(id.clone());
-        id
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
-        v[0].clone()
-    }
-
-    fn status(&self, name: &str) -> String {
-        self.inspect(name)["State"]["Status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// berthctl on a new pseudo-terminal, as a person at a terminal runs it.
-    fn on_pty(&self, args: &[&str]) -> Pty {
-        Pty::spawn(self.engine().ctl_command(args))
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let Some(engine) = self.engine.take() else {
-            return;
-        };
-        let (root, state) = (
-            engine.root.path().to_path_buf(),
-            engine.state.path().to_path_buf(),
-        );
-        let listed = stdout(&engine.ctl(&["ps", "-a", "-q", "--no-trunc"]));
-        let mut ids = self.ids.lock().unwrap().clone();
-        ids.extend(listed.lines().map(str::to_string));
-        let mut args = vec!["rm", "-f"];
-        args.extend(listed.lines());
-        if args.len() > 2 {
-            let _ = engine.ctl(&args);
-        }
-        if std::thread::panicking() {
-            leftovers::scrub(&root, &state, &ids);
-            return;
-        }
-        leftovers::assert_nothing_left(&root, &state, &ids);
-    }
+/// berthctl on a new pseudo-terminal, as a person at a terminal runs it.
+fn on_pty(w: &World, args: &[&str]) -> Pty {
+    Pty::spawn(w.engine().ctl_command(args))
 }
 
 /// A process on the slave side of a new pseudo-terminal (its controlling terminal, as in
@@ -248,7 +142,7 @@ async fn exec_runs_in_the_container_with_its_options() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&["--name", "ex1", "--hostname", "inner", IMG, "sleep", "1000"]);
     assert_eq!(w.ok(&["exec", "ex1", "echo", "hi"]), "hi\n");
     assert_eq!(w.ok(&["exec", "ex1", "hostname"]), "inner\n");
@@ -340,7 +234,7 @@ async fn run_interactive_takes_piped_stdin() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let out = w.ctl_in(&["run", "--rm", "-i", IMG, "cat"], b"one\ntwo\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "one\ntwo\n");
@@ -354,8 +248,7 @@ async fn run_interactive_takes_piped_stdin() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("not a TTY"), "{}", stderr(&out));
     // start -a -i of a created container.
-    let id = w.ok(&["create", "-i", "--name", "later", IMG, "cat"]);
-    w.ids.lock().unwrap().push(id.trim().to_string());
+    w.create(&["-i", "--name", "later", IMG, "cat"]);
     let out = w.ctl_in(&["start", "-a", "-i", "later"], b"via start\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "via start\n");
@@ -367,17 +260,20 @@ async fn run_with_a_terminal() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     // A terminal of the caller's size; output through it (\r\n).
-    let mut p = w.on_pty(&[
-        "run",
-        "--rm",
-        "-t",
-        IMG,
-        "sh",
-        "-c",
-        "test -t 0 && test -t 1 && echo IS-A-TTY; stty size; exit 5",
-    ]);
+    let mut p = on_pty(
+        &w,
+        &[
+            "run",
+            "--rm",
+            "-t",
+            IMG,
+            "sh",
+            "-c",
+            "test -t 0 && test -t 1 && echo IS-A-TTY; stty size; exit 5",
+        ],
+    );
     assert_eq!(p.exit_code(), 5, "{}", p.text());
     let text = p.text();
     // The container's terminal turns \n into \r\n; this one, not in raw mode without -i,
@@ -385,7 +281,7 @@ async fn run_with_a_terminal() {
     assert!(text.contains("IS-A-TTY\r"), "{text:?}");
     assert!(text.contains("33 111"), "{text:?}");
     // Interactive: typed input reaches the shell, its output comes back; exit ends it.
-    let mut p = w.on_pty(&["run", "--rm", "-it", "--name", "shell", IMG, "sh"]);
+    let mut p = on_pty(&w, &["run", "--rm", "-it", "--name", "shell", IMG, "sh"]);
     p.wait_for("# ");
     p.type_in(b"echo $((6*7))\r");
     p.wait_for("42");
@@ -403,8 +299,8 @@ async fn detach_keys_leave_the_container_running_and_attach_rejoins() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
-    let mut p = w.on_pty(&["run", "-it", "--name", "det", IMG, "sh"]);
+    let w = world().await;
+    let mut p = on_pty(&w, &["run", "-it", "--name", "det", IMG, "sh"]);
     p.wait_for("# ");
     p.type_in(b"echo before\r");
     p.wait_for("before");
@@ -413,12 +309,12 @@ async fn detach_keys_leave_the_container_running_and_attach_rejoins() {
     assert!(p.text().contains("read escape sequence"), "{}", p.text());
     assert_eq!(w.status("det"), "running");
     // exec -t into it, with its own terminal.
-    let mut e = w.on_pty(&["exec", "-it", "det", "sh", "-c", "tty; stty size"]);
+    let mut e = on_pty(&w, &["exec", "-it", "det", "sh", "-c", "tty; stty size"]);
     assert_eq!(e.exit_code(), 0, "{}", e.text());
     assert!(e.text().contains("/dev/pts/"), "{}", e.text());
     assert!(e.text().contains("33 111"), "{}", e.text());
     // attach again, with custom keys this time.
-    let mut a = w.on_pty(&["attach", "--detach-keys", "ctrl-x,x", "det"]);
+    let mut a = on_pty(&w, &["attach", "--detach-keys", "ctrl-x,x", "det"]);
     std::thread::sleep(Duration::from_millis(300));
     a.type_in(b"echo again\r");
     a.wait_for("again");
@@ -426,7 +322,7 @@ async fn detach_keys_leave_the_container_running_and_attach_rejoins() {
     assert_eq!(a.exit_code(), 0, "{}", a.text());
     assert_eq!(w.status("det"), "running");
     // attach, then the shell exits: attach ends with its code.
-    let mut a = w.on_pty(&["attach", "det"]);
+    let mut a = on_pty(&w, &["attach", "det"]);
     std::thread::sleep(Duration::from_millis(300));
     a.type_in(b"exit 4\r");
     assert_eq!(a.exit_code(), 4, "{}", a.text());
@@ -442,7 +338,7 @@ async fn pause_top_stats_restart() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&[
         "--name",
         "pt",
@@ -497,7 +393,7 @@ async fn exec_and_logs_follow_after_an_engine_sigkill() {
     if !need_root() {
         return;
     }
-    let mut w = World::new().await;
+    let mut w = world().await;
     w.run_detached(&[
         "--name",
         "surv",
@@ -506,10 +402,8 @@ async fn exec_and_logs_follow_after_an_engine_sigkill() {
         "-c",
         "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
     ]);
-    let engine = w.engine.take().unwrap();
-    engine.signal(Signal::SIGKILL);
-    let engine = Engine::start_in(engine, &[]).await;
-    w.engine = Some(engine);
+    w.kill_engine().await;
+    w.restart_engine().await;
     assert_eq!(w.status("surv"), "running");
     assert_eq!(
         w.ok(&["exec", "surv", "echo", "still here"]),

@@ -5,15 +5,15 @@
 //! a SIGKILLed shim or engine leaves. After every test nothing of its containers is left
 //! on the host (mounts, cgroups, shims): `berth_tests::leftovers`.
 
-use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::image::{layer_tar, File};
+use berth_tests::image::{layer_tar, with_dirs_and_links, File};
 use berth_tests::leftovers;
-use berth_tests::{alive, need_root, wait_until, Engine};
+use berth_tests::world::{busybox_changes, stderr, stdout, World, BUSYBOX_ENTRYPOINT};
+use berth_tests::{alive, need_root, wait_until};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -23,22 +23,6 @@ const IMG: &str = "iso-bb:latest";
 
 /// Docker's 14 default capabilities as /proc/PID/status prints them.
 const DEFAULT_CAPS: &str = "00000000a80425fb";
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A nanosecond stamp that makes host paths of one test unique.
-fn unique() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}-{}", std::process::id(), t.as_nanos())
-}
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
     nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
@@ -61,186 +45,16 @@ fn base_files() -> Vec<File<'static>> {
     ]
 }
 
-/// A tar header of an entry without data, owned by root.
-fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(0);
-    h.set_mtime(1_700_000_000);
-    h
-}
-
 /// A rootfs tar of the base files plus symlinks (path → target) and directories.
 fn rootfs_with_links(links: &[(&str, &str)], dirs: &[&str]) -> Vec<u8> {
-    // layer_tar writes the regular files with their parents; links and directories follow.
-    let tar = layer_tar(&base_files());
-    let mut b = tar::Builder::new(Vec::new());
-    let mut archive = tar::Archive::new(tar.as_slice());
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut h = entry.header().clone();
-        let path = entry.path().unwrap().into_owned();
-        b.append_data(&mut h, path, &mut entry).unwrap();
-    }
-    for d in dirs {
-        let mut h = header(tar::EntryType::Directory, 0o1777);
-        b.append_data(&mut h, d, std::io::empty()).unwrap();
-    }
-    for (path, target) in links {
-        let mut h = header(tar::EntryType::Symlink, 0o777);
-        b.append_link(&mut h, path, target).unwrap();
-    }
-    b.into_inner().unwrap()
+    with_dirs_and_links(&layer_tar(&base_files()), dirs, links)
 }
 
-/// A test's engine with the base image imported. `clean_up` removes every container and
-/// asserts that nothing of them is left; a failing test's containers are killed on drop.
-struct World {
-    engine: Option<Engine>,
-    /// Every container id the test saw, for the leftover checks.
-    ids: RefCell<Vec<String>>,
-    /// Temporary files (image tars, env files).
-    scratch: tempfile::TempDir,
-}
-
-impl World {
-    async fn new() -> World {
-        let w = World {
-            engine: Some(Engine::start(&[]).await),
-            ids: Default::default(),
-            scratch: tempfile::tempdir().unwrap(),
-        };
-        w.import(
-            &rootfs_with_links(&[], &["tmp"]),
-            IMG,
-            &["ENV IMGVAR=from-image OVER=image"],
-        );
-        w
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    /// Imports a rootfs tar as `name`, busybox as the entrypoint, with extra `--change`s.
-    fn import(&self, rootfs: &[u8], name: &str, changes: &[&str]) {
-        let tar = self.scratch.path().join(format!("{}.tar", unique()));
-        std::fs::write(&tar, rootfs).unwrap();
-        let mut args = vec![
-            "import",
-            "--change",
-            r#"ENTRYPOINT ["/bin/busybox"]"#,
-            "--change",
-            r#"CMD ["sh"]"#,
-        ];
-        for c in changes {
-            args.extend(["--change", c]);
-        }
-        args.extend([tar.to_str().unwrap(), name]);
-        self.ok(&args);
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.engine().ctl(args)
-    }
-
-    /// Runs berthctl, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}): {}\nengine log:\n{}",
-            out.status,
-            stderr(&out),
-            self.engine().log_text()
-        );
-        stdout(&out)
-    }
-
-    /// `run --rm [opts] IMG sh -c script`.
-    fn sh(&self, opts: &[&str], script: &str) -> Output {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(opts);
-        args.extend([IMG, "sh", "-c", script]);
-        self.ctl(&args)
-    }
-
-    /// `sh`, asserting exit 0; returns stdout.
-    fn sh_ok(&self, opts: &[&str], script: &str) -> String {
-        let out = self.sh(opts, script);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {opts:?} {script:?}: {}{}",
-            stdout(&out),
-            stderr(&out)
-        );
-        stdout(&out)
-    }
-
-    /// `run -d …`; returns the full id.
-    fn run_detached(&self, args: &[&str]) -> String {
-        let mut all = vec!["run", "-d"];
-        all.extend_from_slice(args);
-        let id = self.ok(&all).trim().to_string();
-        assert_eq!(id.len(), 64, "{id}");
-        self.ids.borrow_mut().push(id.clone());
-        id
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        let v: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
-        v[0].clone()
-    }
-
-    fn state_dir(&self) -> PathBuf {
-        self.engine().state.path().to_path_buf()
-    }
-
-    fn container_dir(&self, id: &str) -> PathBuf {
-        self.state_dir().join("containers").join(id)
-    }
-
-    fn shim_pid(&self, id: &str) -> i32 {
-        berth_tests::read_pid(&self.container_dir(id).join("shim.pid")).expect("shim.pid")
-    }
-
-    /// Containers listed by `ps -a`.
-    fn all_ids(&self) -> Vec<String> {
-        self.ok(&["ps", "-a", "-q", "--no-trunc"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Removes every container and asserts nothing of them is left on the host.
-    fn clean_up(&self) {
-        let ids = self.all_ids();
-        self.ids.borrow_mut().extend(ids.iter().cloned());
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let out = self.ctl(&args);
-            assert!(out.status.success(), "rm -f: {}", stderr(&out));
-        }
-        assert!(self.all_ids().is_empty());
-        let e = self.engine();
-        leftovers::assert_nothing_left(e.root.path(), e.state.path(), &self.ids.borrow());
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        if let Some(e) = &self.engine {
-            leftovers::scrub(e.root.path(), e.state.path(), &self.ids.borrow());
-        }
-    }
+/// A new engine with the base image.
+async fn world() -> World {
+    let rootfs = rootfs_with_links(&[], &["tmp"]);
+    let changes = busybox_changes(&["ENV IMGVAR=from-image OVER=image"]);
+    World::new(&rootfs, IMG, &changes).await
 }
 
 /// The fields of /proc/self/status whose name starts with one of `keys`.
@@ -277,7 +91,7 @@ async fn namespaces_identity_and_environment_are_applied() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
 
     // pid 1 inside; only the container's processes are visible (the glob is expanded by
     // the shell itself, which is pid 1; `ps` is its only child).
@@ -303,7 +117,7 @@ async fn namespaces_identity_and_environment_are_applied() {
 
     // The environment: the image's, -e over it, --env-file, a bare -e KEY from berthctl's
     // own environment, and the defaults (PATH, HOME from /etc/passwd).
-    let env_file = w.scratch.path().join("env.list");
+    let env_file = w.scratch().join("env.list");
     std::fs::write(
         &env_file,
         "# a comment\n\nFILEVAR=from file\nOVER=file\nFROMCTL2\n",
@@ -343,7 +157,7 @@ async fn namespaces_identity_and_environment_are_applied() {
     w.import(
         &rootfs_with_links(&[], &["tmp"]),
         "iso-wd:latest",
-        &["WORKDIR /srv/app/data"],
+        &busybox_changes(&["WORKDIR /srv/app/data"]),
     );
     assert_eq!(
         w.ok(&["run", "--rm", "iso-wd:latest", "sh", "-c", "pwd -P"]),
@@ -401,7 +215,7 @@ async fn a_process_over_the_memory_limit_is_oom_killed() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     // `tail` of an endless stream without newlines keeps all of it in anonymous memory.
     let out = w.ctl(&[
         "run",
@@ -460,7 +274,7 @@ async fn a_fork_bomb_stops_at_the_pids_limit() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&[
         "--name",
         "bomb",
@@ -521,7 +335,7 @@ async fn capability_sets_are_dockers() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     assert_eq!(
         caps(&w, &[]),
         expect_caps(DEFAULT_CAPS, DEFAULT_CAPS, "1"),
@@ -606,7 +420,7 @@ async fn masked_and_read_only_paths() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let masked = existing(&MASKED);
     assert!(!masked.is_empty());
     // Each masked path prints "<path> <bytes or entries>".
@@ -676,7 +490,7 @@ async fn devices_network_and_cgroups_are_the_containers_own() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     // Docker's device set, and no block device; a device node made with CAP_MKNOD cannot
     // be opened (the device cgroup allows only the default devices).
     assert_eq!(
@@ -790,7 +604,7 @@ async fn symlinks_in_the_image_do_not_redirect_mounts_to_the_host() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let canary = Canary::new();
     let abs = |f: &str| canary.join(f);
     // A relative link that climbs far enough to leave any rootfs.
@@ -810,7 +624,7 @@ async fn symlinks_in_the_image_do_not_redirect_mounts_to_the_host() {
             &["tmp"],
         ),
         "hostile-files:latest",
-        &[],
+        &BUSYBOX_ENTRYPOINT,
     );
     let out = w.ctl(&[
         "run",
@@ -836,7 +650,11 @@ async fn symlinks_in_the_image_do_not_redirect_mounts_to_the_host() {
         ("dev/pts", "hostile-pts:latest"),
     ] {
         let target = canary.path().display().to_string();
-        w.import(&rootfs_with_links(&[(link, &target)], &["tmp"]), tag, &[]);
+        w.import(
+            &rootfs_with_links(&[(link, &target)], &["tmp"]),
+            tag,
+            &BUSYBOX_ENTRYPOINT,
+        );
         let out = w.ctl(&[
             "run",
             "--rm",
@@ -863,7 +681,7 @@ async fn symlinks_in_the_image_do_not_redirect_mounts_to_the_host() {
     w.import(
         &rootfs_with_links(&[("work", &canary.path().display().to_string())], &["tmp"]),
         "hostile-wd:latest",
-        &[],
+        &BUSYBOX_ENTRYPOINT,
     );
     let out = w.ctl(&[
         "run",
@@ -885,26 +703,9 @@ async fn symlinks_in_the_image_do_not_redirect_mounts_to_the_host() {
     std::fs::write(&passwd, "hostonly:x:4242:4242::/:/bin/sh\n").unwrap();
     let mut files = base_files();
     files.retain(|f| f.path != "etc/passwd");
-    let mut tar_files = vec![];
-    for f in &files {
-        tar_files.push(File {
-            path: f.path,
-            data: f.data.clone(),
-            mode: f.mode,
-        });
-    }
-    let base = layer_tar(&tar_files);
-    let mut b = tar::Builder::new(Vec::new());
-    for entry in tar::Archive::new(base.as_slice()).entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let mut h = entry.header().clone();
-        let path = entry.path().unwrap().into_owned();
-        b.append_data(&mut h, path, &mut entry).unwrap();
-    }
-    let mut h = header(tar::EntryType::Symlink, 0o777);
-    b.append_link(&mut h, "etc/passwd", passwd.display().to_string())
-        .unwrap();
-    w.import(&b.into_inner().unwrap(), "hostile-passwd:latest", &[]);
+    let passwd_link = passwd.display().to_string();
+    let rootfs = with_dirs_and_links(&layer_tar(&files), &[], &[("etc/passwd", &passwd_link)]);
+    w.import(&rootfs, "hostile-passwd:latest", &BUSYBOX_ENTRYPOINT);
     let out = w.ctl(&[
         "run",
         "--rm",
@@ -930,7 +731,7 @@ async fn a_workdir_in_proc_self_fd_does_not_escape() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let canary = Canary::new();
     // Were the working directory a leaked host directory, these would land on the host.
     let script = format!(
@@ -959,7 +760,7 @@ async fn a_workdir_in_proc_self_fd_does_not_escape() {
         w.import(
             &rootfs_with_links(&[], &["tmp"]),
             &tag,
-            &[&format!("WORKDIR {wd}")],
+            &busybox_changes(&[&format!("WORKDIR {wd}")]),
         );
         let out = w.ctl(&["run", "--rm", &tag, "sh", "-c", &script]);
         check(&out, &format!("WORKDIR {wd}"));
@@ -977,7 +778,7 @@ async fn a_workdir_in_proc_self_fd_does_not_escape() {
             &["tmp"],
         ),
         "iso-fdlinks:latest",
-        &[],
+        &BUSYBOX_ENTRYPOINT,
     );
     for wd in [
         "/wd3",
@@ -1019,7 +820,7 @@ async fn only_stdio_is_open_inside() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     // pid 1's descriptors, listed by a child (`; true` keeps sh from exec'ing ls).
     assert_eq!(w.sh_ok(&[], "ls /proc/1/fd; true"), "0\n1\n2\n");
     // The process's own: 0-2 and the directory ls reads.
@@ -1063,7 +864,7 @@ async fn a_killed_shim_is_cleaned_up_and_its_name_reused() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let id = w.run_detached(&["--name", "shimless", IMG, "sleep", "1000"]);
     let pid = w.inspect(&id)["State"]["Pid"].as_i64().unwrap() as i32;
     assert!(alive(pid));
@@ -1126,7 +927,7 @@ async fn a_killed_shim_is_cleaned_up_and_its_name_reused() {
         w.ctl(&["logs", "attached"]).stdout == b"up\n"
     });
     let id = w.inspect("attached")["Id"].as_str().unwrap().to_string();
-    w.ids.borrow_mut().push(id.clone());
+    w.remember(&id);
     let waiter = spawn(&["wait", "attached"]);
     let follower = spawn(&["logs", "-f", "attached"]);
     let stopper = spawn(&["stop", "-t", "30", "attached"]);
@@ -1192,7 +993,7 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
     if !need_root() {
         return;
     }
-    let mut w = World::new().await;
+    let mut w = world().await;
     let ticker = w.run_detached(&[
         "--name",
         "ticker",
@@ -1227,10 +1028,7 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
         log_lines(&w, &ticker) > 2
     });
 
-    let mut engine = w.engine.take().unwrap();
-    engine.signal(Signal::SIGKILL);
-    engine.wait_exit(Duration::from_secs(10)).await;
-    w.engine = Some(engine);
+    w.kill_engine().await;
     // While the engine is down: the containers run, logging goes on; one shim dies.
     kill(Pid::from_raw(w.shim_pid(&orphan)), Signal::SIGKILL).unwrap();
     let before = log_lines(&w, &ticker);
@@ -1242,16 +1040,14 @@ async fn containers_outlive_an_engine_kill_and_dead_shims_are_found_at_restart()
     assert!(alive(ticker_pid));
     // The two that end have ended: their shims persisted the exits.
     wait_until("the exits persisted", Duration::from_secs(10), || {
-        w.ids
-            .borrow()
+        w.seen_ids()
             .iter()
             .filter(|id| w.container_dir(id).join("exit.json").exists())
             .count()
             == 2
     });
 
-    let engine = w.engine.take().unwrap();
-    w.engine = Some(Engine::start_in(engine, &[]).await);
+    w.restart_engine().await;
     let ps = w.ok(&["ps", "-a"]);
     let ps_json = w.ok(&["ps", "-a", "--format", "json"]);
     let states: Vec<(String, String)> = ps_json

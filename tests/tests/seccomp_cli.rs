@@ -5,144 +5,19 @@
 //! with its profile under Debian's runc. After every test nothing of its containers is
 //! left on the host: `berth_tests::leftovers`.
 
-use std::cell::RefCell;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use berth_proto::snapshots::v1::snapshots_client::SnapshotsClient;
-use berth_proto::snapshots::v1::MountsRequest;
-use berth_rpc::Address;
 use berth_tests::image::{self, File};
-use berth_tests::{leftovers, need_root, Engine};
+use berth_tests::need_root;
+use berth_tests::world::{runc_installed, stderr, stdout, World, BUSYBOX_ENTRYPOINT};
 
 /// Busybox as the entrypoint, so `IMG sh -c …` runs busybox's sh.
 const IMG: &str = "scbox:latest";
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A test's engine with the image imported; checks for leftovers at the end, and stops
-/// the shims of a failed test.
-struct World {
-    engine: Option<Engine>,
-    ids: RefCell<Vec<String>>,
-    scratch: tempfile::TempDir,
-}
-
-impl World {
-    async fn new() -> World {
-        let w = World {
-            engine: Some(Engine::start(&[]).await),
-            ids: Default::default(),
-            scratch: tempfile::tempdir().unwrap(),
-        };
-        let tar = w.scratch.path().join("rootfs.tar");
-        std::fs::write(&tar, image::busybox_rootfs(&[File::new("mnt/.keep", "")])).unwrap();
-        w.ok(&[
-            "import",
-            "--change",
-            r#"ENTRYPOINT ["/bin/busybox"]"#,
-            "--change",
-            r#"CMD ["sh"]"#,
-            tar.to_str().unwrap(),
-            IMG,
-        ]);
-        w
-    }
-
-    fn engine(&self) -> &Engine {
-        self.engine.as_ref().unwrap()
-    }
-
-    fn ctl(&self, args: &[&str]) -> Output {
-        self.engine().ctl(args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "berthctl {args:?} failed ({}): {}\nengine log:\n{}",
-            out.status,
-            stderr(&out),
-            self.engine().log_text()
-        );
-        stdout(&out)
-    }
-
-    /// `run --rm [opts] IMG sh -c script`.
-    fn sh(&self, opts: &[&str], script: &str) -> Output {
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(opts);
-        args.extend([IMG, "sh", "-c", script]);
-        self.ctl(&args)
-    }
-
-    /// `sh`, asserting exit 0; returns stdout.
-    fn sh_ok(&self, opts: &[&str], script: &str) -> String {
-        let out = self.sh(opts, script);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "run {opts:?} {script:?}: {}{}\nengine log:\n{}",
-            stdout(&out),
-            stderr(&out),
-            self.engine().log_text()
-        );
-        stdout(&out)
-    }
-
-    /// A field of the container's `/proc/self/status`.
-    fn status_field(&self, opts: &[&str], field: &str) -> String {
-        let out = self.sh_ok(opts, &format!("grep '^{field}:' /proc/self/status"));
-        out.trim()
-            .strip_prefix(&format!("{field}:"))
-            .unwrap_or_default()
-            .trim()
-            .to_string()
-    }
-
-    fn profile(&self, name: &str, json: &str) -> PathBuf {
-        let p = self.scratch.path().join(name);
-        std::fs::write(&p, json).unwrap();
-        p
-    }
-
-    fn all_ids(&self) -> Vec<String> {
-        self.ok(&["ps", "-a", "-q", "--no-trunc"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn clean_up(&self) {
-        let ids = self.all_ids();
-        self.ids.borrow_mut().extend(ids.iter().cloned());
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let out = self.ctl(&args);
-            assert!(out.status.success(), "rm -f: {}", stderr(&out));
-        }
-        assert!(self.all_ids().is_empty());
-        let e = self.engine();
-        leftovers::assert_nothing_left(e.root.path(), e.state.path(), &self.ids.borrow());
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            if let Some(e) = &self.engine {
-                leftovers::stop_shims(e.state.path());
-            }
-        }
-    }
+/// A new engine with the test image.
+async fn world() -> World {
+    let rootfs = image::busybox_rootfs(&[File::new("mnt/.keep", "")]);
+    World::new(&rootfs, IMG, &BUSYBOX_ENTRYPOINT).await
 }
 
 /// The capability bits this test process holds: what a privileged container can get
@@ -165,7 +40,7 @@ async fn the_default_profile_filters_and_unconfined_does_not() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     assert_eq!(w.status_field(&[], "Seccomp"), "2");
     // Creating a user namespace needs no capability, so only seccomp refuses it.
     let out = w.sh(&[], "unshare -U true");
@@ -217,7 +92,7 @@ async fn cap_add_sys_admin_allows_the_syscalls_it_guards() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let admin = ["--cap-add", "SYS_ADMIN"];
     assert_eq!(w.status_field(&admin, "Seccomp"), "2");
     assert_eq!(
@@ -236,16 +111,14 @@ async fn exec_processes_get_the_containers_filter() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     for (opts, mode) in [
         (&[][..], "2"),
         (&["--security-opt", "seccomp=unconfined"][..], "0"),
     ] {
-        let mut args = vec!["run", "-d"];
-        args.extend_from_slice(opts);
+        let mut args = opts.to_vec();
         args.extend([IMG, "sleep", "100"]);
-        let id = w.ok(&args).trim().to_string();
-        w.ids.borrow_mut().push(id.clone());
+        let id = w.run_detached(&args);
         let out = w.ok(&[
             "exec",
             &id,
@@ -272,7 +145,7 @@ async fn privileged_containers_are_unfiltered_with_every_capability_and_device()
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let p = ["--privileged"];
     assert_eq!(w.status_field(&p, "Seccomp"), "0");
     let want = format!("{:016x}", own_bounding_set() & ALL_CAPS);
@@ -317,8 +190,8 @@ async fn a_custom_profile_file_is_applied() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
-    let file = w.profile(
+    let w = world().await;
+    let file = w.scratch_file(
         "nomkdir.json",
         r#"{
             "defaultAction": "SCMP_ACT_ALLOW",
@@ -356,7 +229,7 @@ async fn a_malformed_profile_is_refused_and_creates_nothing() {
     if !need_root() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let containers_dirs = || {
         let e = w.engine();
         [e.root.path(), e.state.path()]
@@ -391,7 +264,7 @@ async fn a_malformed_profile_is_refused_and_creates_nothing() {
         ),
     ];
     for (name, json, says) in cases {
-        let file = w.profile(name, json);
+        let file = w.scratch_file(name, json);
         let opt = format!("seccomp={}", file.display());
         let out = w.ctl(&[
             "run",
@@ -431,60 +304,21 @@ async fn runc_applies_the_profile_the_engine_writes() {
     if !need_root() {
         return;
     }
-    if Command::new("runc").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but runc is not installed"
-        );
-        eprintln!("skipped: runc is not installed");
+    if !runc_installed() {
         return;
     }
-    let w = World::new().await;
+    let w = world().await;
     let script = "grep '^Seccomp:' /proc/self/status; unshare -U true || echo refused; \
                   echo $(echo nested)";
-    let id = w
-        .ok(&["create", IMG, "sh", "-c", script])
-        .trim()
-        .to_string();
-    w.ids.borrow_mut().push(id.clone());
-    let state = w.engine().state.path().to_path_buf();
-    let bundle = state.join("containers").join(&id);
+    let id = w.create(&[IMG, "sh", "-c", script]);
+    let bundle = w.container_dir(&id);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(
         config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO",
         "{config}"
     );
-    let addr = Address::Unix(state.join("snapshotter.sock"));
-    let channel = berth_rpc::connect::connect(&addr, None).await.unwrap();
-    let mounts: Vec<berth_snapshotter::mount::Mount> = SnapshotsClient::new(channel)
-        .mounts(MountsRequest { key: id.clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts
-        .into_iter()
-        .map(Into::into)
-        .collect();
-    let rootfs = bundle.join("rootfs");
-    let mounted = berth_snapshotter::mount::Mounted::new(&mounts, &rootfs).unwrap();
-    let runc_root = tempfile::tempdir().unwrap();
-    let name = format!("sc-{}", &id[..12]);
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(runc_root.path())
-        .args(["run", "--bundle"])
-        .arg(&bundle)
-        .arg(&name)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let _ = Command::new("runc")
-        .arg("--root")
-        .arg(runc_root.path())
-        .args(["delete", "-f", &name])
-        .output();
-    mounted.unmount().unwrap();
+    let out = w.run_under_runc(&id, &format!("sc-{}", &id[..12])).await;
     let expected = "Seccomp:\t2\nrefused\nnested\n";
     assert_eq!(stdout(&out), expected, "runc stderr: {}", stderr(&out));
     // berth says the same of the same bundle.
