@@ -243,6 +243,22 @@ async fn run_interactive_takes_piped_stdin() {
         b"7\n",
     );
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    // Without a log to follow, output still comes (through Attach), streams kept apart.
+    let out = w.ctl(&[
+        "run",
+        "--rm",
+        "--log-driver",
+        "none",
+        IMG,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(
+        (stdout(&out).as_str(), stderr(&out).as_str()),
+        ("out\n", "err\n")
+    );
     // A TTY asked for on a pipe is refused, as Docker refuses it.
     let out = w.ctl_in(&["run", "--rm", "-it", IMG, "true"], b"");
     assert_eq!(out.status.code(), Some(125));
