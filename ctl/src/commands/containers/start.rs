@@ -48,7 +48,10 @@ pub async fn start(global: &Global, args: &StartArgs) -> anyhow::Result<()> {
         stdin: args.interactive && config.open_stdin,
         tty: config.tty,
     };
-    let unlogged = config.log_config.as_ref().is_some_and(|l| l.driver == "none");
+    let unlogged = config
+        .log_config
+        .as_ref()
+        .is_some_and(|l| l.driver == "none");
     let code = if local.stdin || local.tty || unlogged {
         terminal::check_tty_input(local.tty, local.stdin)?;
         let session = attach::open(global, &mut c, &id, local, &args.detach_keys).await?;
