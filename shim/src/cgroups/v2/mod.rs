@@ -1,8 +1,10 @@
 //! cgroup v2: one unified hierarchy; controllers enabled down the tree through
-//! `cgroup.subtree_control`. The device allowlist needs an eBPF program on v2, which the
-//! shim does not load yet: device rules are *not enforced* on v2 hosts (a warning says so).
+//! `cgroup.subtree_control`. There is no devices controller: the device allowlist is an
+//! eBPF program attached to the cgroup (`devices.rs`).
 
+mod bpf;
 mod cpu;
+mod devices;
 mod memory;
 
 use std::path::{Path, PathBuf};
@@ -114,11 +116,8 @@ impl CgroupManager for V2Manager {
             self.require("pids")?;
             pids::apply(&dir, p)?;
         }
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            tracing::warn!(
-                cgroup = %dir.display(),
-                "device cgroup rules are not enforced on cgroup v2 yet (needs an eBPF device program)"
-            );
+        if let Some(d) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+            devices::apply(&dir, d)?;
         }
         for (key, value) in r.unified().iter().flatten() {
             if key.contains('/') || key.starts_with('.') || key.starts_with("cgroup.") {

@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResourcesBuilder,
 };
 
 use super::cpu::shares_to_weight;
@@ -217,4 +218,33 @@ fn mount_view_is_the_cgroup_directory() {
         m.mount_view(),
         crate::cgroups::MountView::Unified { host_path: leaf }
     );
+}
+
+#[test]
+fn device_rules_need_a_real_cgroup2_directory() {
+    let (root, _) = fake_tree("memory");
+    let m = V2Manager::new(root.path().to_path_buf(), "berth/c1".into());
+    let deny_all = LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .unwrap();
+    let r = LinuxResourcesBuilder::default()
+        .devices(vec![deny_all.clone()])
+        .build()
+        .unwrap();
+    let e = m.apply(&r).unwrap_err().to_string();
+    assert!(e.contains("is not a cgroup2 directory"), "{e}");
+    // A bad rule is reported before the directory is looked at.
+    let mut bad = deny_all;
+    bad.set_access(Some("rwx".into()));
+    let r = LinuxResourcesBuilder::default()
+        .devices(vec![bad])
+        .build()
+        .unwrap();
+    let e = m.apply(&r).unwrap_err().to_string();
+    assert!(e.contains("not a subset of rwm"), "{e}");
+    // No device rules: nothing is attached, the fake tree is fine.
+    m.apply(&LinuxResourcesBuilder::default().build().unwrap())
+        .unwrap();
 }
