@@ -4,7 +4,7 @@
 use berth_proto::engine::v1::containers_client::ContainersClient;
 use berth_proto::engine::v1::{
     containers_attach_request, AttachOptions, ContainerStatus, ContainersAttachRequest,
-    ContainersAttachResponse, ContainersInspectRequest,
+    ContainersAttachResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use tonic::Streaming;
 
 use super::session::{self, AttachWire, Local, Outcome};
-use super::{client, run, terminal};
+use super::{client, details, run, terminal};
 use crate::cli::{AttachArgs, Global};
 use crate::commands::Exit;
 use crate::connection::call_error;
@@ -87,16 +87,7 @@ impl Attached {
 /// `attach CONTAINER`
 pub async fn attach(global: &Global, args: &AttachArgs) -> anyhow::Result<()> {
     let mut c = client(global).await?;
-    let details = c
-        .inspect(ContainersInspectRequest {
-            id: args.container.clone(),
-            size: false,
-        })
-        .await
-        .map_err(|s| call_error(global, s))?
-        .into_inner()
-        .container
-        .unwrap_or_default();
+    let details = details(global, &mut c, &args.container).await?;
     let state = details.state.clone().unwrap_or_default();
     match ContainerStatus::try_from(state.status).unwrap_or_default() {
         ContainerStatus::Running => {}

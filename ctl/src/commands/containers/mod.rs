@@ -35,6 +35,25 @@ pub async fn client(global: &Global) -> anyhow::Result<ContainersClient<Channel>
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
+/// What the engine knows of the container `given` (a name, an id or a prefix).
+pub async fn details(
+    global: &Global,
+    c: &mut ContainersClient<Channel>,
+    given: &str,
+) -> anyhow::Result<berth_proto::engine::v1::ContainerDetails> {
+    Ok(
+        c.inspect(berth_proto::engine::v1::ContainersInspectRequest {
+            id: given.to_string(),
+            size: false,
+        })
+        .await
+        .map_err(|s| crate::connection::call_error(global, s))?
+        .into_inner()
+        .container
+        .unwrap_or_default(),
+    )
+}
+
 /// Runs `f` for every container at once (as Docker's multi-container commands do), then
 /// prints the names that succeeded and the errors in the order given; the command fails
 /// after all were tried if any failed. A lost engine ends it at once.

@@ -2,10 +2,10 @@
 
 use std::time::SystemTime;
 
-use berth_proto::engine::v1::{ContainersInspectRequest, ContainersStartRequest, WaitCondition};
+use berth_proto::engine::v1::{ContainersStartRequest, WaitCondition};
 
 use super::session::{Local, Outcome};
-use super::{attach, client, each, run, terminal};
+use super::{attach, client, details, each, run, terminal};
 use crate::cli::{Global, StartArgs};
 use crate::commands::Exit;
 use crate::connection::call_error;
@@ -28,16 +28,7 @@ pub async fn start(global: &Global, args: &StartArgs) -> anyhow::Result<()> {
     }
     let given = &args.containers[0];
     // The full id, so that the attach follows this container even if renamed meanwhile.
-    let details = c
-        .inspect(ContainersInspectRequest {
-            id: given.clone(),
-            size: false,
-        })
-        .await
-        .map_err(|s| call_error(global, s))?
-        .into_inner()
-        .container
-        .unwrap_or_default();
+    let details = details(global, &mut c, given).await?;
     let id = if details.id.is_empty() {
         given.clone()
     } else {
