@@ -236,3 +236,108 @@ async fn reflection_v1_and_v1alpha_list_what_each_service_serves() {
         .iter()
         .any(|s| s == "berth.builder.v1.Builder"));
 }
+
+/// The status of a streaming call: its error, or that of its first message.
+async fn first_status<R>(
+    call: impl std::future::Future<Output = Result<tonic::Response<tonic::Streaming<R>>, tonic::Status>>,
+) -> tonic::Code {
+    match call.await {
+        Err(s) => s.code(),
+        Ok(r) => match r.into_inner().message().await {
+            Err(s) => s.code(),
+            Ok(_) => tonic::Code::Ok,
+        },
+    }
+}
+
+fn code<T>(r: Result<T, tonic::Status>) -> tonic::Code {
+    r.map(|_| ()).unwrap_err().code()
+}
+
+#[tokio::test]
+async fn bad_attach_and_exec_requests_are_refused_clearly() {
+    use berth_proto::engine::v1::containers_client::ContainersClient;
+    use berth_proto::engine::v1::{
+        containers_attach_request, containers_exec_request, AttachOptions, ContainersAttachRequest,
+        ContainersExecRequest, ContainersPauseRequest, ContainersStatsRequest,
+        ContainersTopRequest, ContainersUnpauseRequest, ExecOptions,
+    };
+    use tonic::Code;
+
+    let engine = Engine::start(&[]).await;
+    let c = ContainersClient::new(engine.channel().await);
+    let attach = |msgs: Vec<ContainersAttachRequest>| {
+        let mut c = c.clone();
+        async move { first_status(c.attach(tokio_stream::iter(msgs))).await }
+    };
+    let exec = |msgs: Vec<ContainersExecRequest>| {
+        let mut c = c.clone();
+        async move { first_status(c.exec(tokio_stream::iter(msgs))).await }
+    };
+    let attach_opts = |o: AttachOptions| ContainersAttachRequest {
+        msg: Some(containers_attach_request::Msg::Options(o)),
+    };
+    let exec_opts = |o: ExecOptions| ContainersExecRequest {
+        msg: Some(containers_exec_request::Msg::Options(o)),
+    };
+    // No options first, or nothing at all.
+    assert_eq!(attach(vec![]).await, Code::InvalidArgument);
+    let stdin_first = ContainersAttachRequest {
+        msg: Some(containers_attach_request::Msg::Stdin(b"x".to_vec())),
+    };
+    assert_eq!(attach(vec![stdin_first]).await, Code::InvalidArgument);
+    assert_eq!(exec(vec![]).await, Code::InvalidArgument);
+    // Bad detach keys, an empty command, unknown containers.
+    let bad_keys = AttachOptions {
+        id: "nope".into(),
+        detach_keys: "ctrl-".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        attach(vec![attach_opts(bad_keys)]).await,
+        Code::InvalidArgument
+    );
+    let unknown = AttachOptions {
+        id: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(attach(vec![attach_opts(unknown)]).await, Code::NotFound);
+    let no_cmd = ExecOptions {
+        id: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(exec(vec![exec_opts(no_cmd)]).await, Code::InvalidArgument);
+    let bad_keys = ExecOptions {
+        id: "nope".into(),
+        cmd: vec!["true".into()],
+        detach_keys: "ctrl-1".into(),
+        ..Default::default()
+    };
+    assert_eq!(exec(vec![exec_opts(bad_keys)]).await, Code::InvalidArgument);
+    let unknown = ExecOptions {
+        id: "nope".into(),
+        cmd: vec!["true".into()],
+        ..Default::default()
+    };
+    assert_eq!(exec(vec![exec_opts(unknown)]).await, Code::NotFound);
+    let mut cc = c.clone();
+    let id = || "nope".to_string();
+    assert_eq!(
+        code(cc.pause(ContainersPauseRequest { id: id() }).await),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(cc.unpause(ContainersUnpauseRequest { id: id() }).await),
+        Code::NotFound
+    );
+    let top = ContainersTopRequest {
+        id: id(),
+        ps_args: String::new(),
+    };
+    assert_eq!(code(cc.top(top).await), Code::NotFound);
+    let stats = ContainersStatsRequest {
+        id: id(),
+        stream: false,
+    };
+    assert_eq!(code(cc.stats(stats).await), Code::NotFound);
+}
