@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use berth_proto::shim::v1 as pb;
 use berth_proto::types::v1 as types;
-use common::shim::{create_and_start, create_req, log_records, state, wait, Shim};
-use common::{need_root, TestBundle};
+use common::shim::{
+    close_stdin, create_and_start, create_req, delete_exec, exec_state, kill_exec, log_records,
+    pids, resize, setup, start, state, wait, wait_exec, Shim,
+};
+use common::TestBundle;
 use oci_spec::runtime::{Process, Spec};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -53,34 +56,11 @@ fn with_terminal(mut req: pb::ExecRequest, width: u32, height: u32) -> pb::ExecR
     req
 }
 
-async fn start(shim: &Shim, exec_id: &str) -> Result<u32, tonic::Status> {
-    shim.task()
-        .start(pb::StartRequest {
-            exec_id: exec_id.into(),
-        })
-        .await
-        .map(|r| r.into_inner().pid)
-}
-
 async fn exec_wait(shim: &Shim, exec_id: &str) -> pb::WaitResponse {
-    let mut t = shim.task();
-    let wait = t.wait(pb::WaitRequest {
-        exec_id: exec_id.into(),
-    });
-    tokio::time::timeout(Duration::from_secs(20), wait)
+    tokio::time::timeout(Duration::from_secs(20), wait_exec(shim, exec_id))
         .await
         .expect("the exec exits in time")
         .unwrap()
-        .into_inner()
-}
-
-async fn exec_state(shim: &Shim, exec_id: &str) -> Result<pb::StateResponse, tonic::Status> {
-    shim.task()
-        .state(pb::StateRequest {
-            exec_id: exec_id.into(),
-        })
-        .await
-        .map(|r| r.into_inner())
 }
 
 /// An attached client: stdin in, output frames out.
@@ -205,6 +185,15 @@ async fn running(shim: &Shim, b: &TestBundle) -> u32 {
     pid
 }
 
+/// A shim with a [`running`] container, and the spec its execs derive from; None when
+/// the test is skipped.
+async fn running_shim() -> Option<(TestBundle, Shim, Spec)> {
+    let (b, shim) = setup().await?;
+    running(&shim, &b).await;
+    let spec = b.spec(&["true"]);
+    Some((b, shim, spec))
+}
+
 fn section<'a>(out: &'a str, name: &str) -> &'a str {
     let start = out.find(&format!("---{name}\n")).unwrap() + name.len() + 4;
     let end = out[start..].find("---").map_or(out.len(), |i| start + i);
@@ -213,11 +202,9 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn exec_joins_every_namespace_and_the_cgroup() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     let init = running(&shim, &b).await;
     let spec = b.spec(&["true"]);
 
@@ -267,13 +254,7 @@ async fn exec_joins_every_namespace_and_the_cgroup() {
         (st.status, st.pid, st.exec_id.as_str(), st.terminal),
         (pb::ProcessStatus::Running as i32, pid, "sleeper", false)
     );
-    let pids = shim
-        .task()
-        .pids(pb::PidsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .processes;
+    let pids = pids(&shim).await;
     assert!(
         pids.iter().any(|p| p.pid == pid && p.exec_id == "sleeper"),
         "{pids:?}"
@@ -285,14 +266,7 @@ async fn exec_joins_every_namespace_and_the_cgroup() {
         let link = |p: u32| std::fs::read_link(format!("/proc/{p}/ns/{ns}")).unwrap();
         assert_eq!(link(pid), link(init), "{ns} namespace");
     }
-    shim.task()
-        .kill(pb::KillRequest {
-            exec_id: "sleeper".into(),
-            signal: 9,
-            all: false,
-        })
-        .await
-        .unwrap();
+    kill_exec(&shim, "sleeper", 9, false).await.unwrap();
     assert_eq!(exec_wait(&shim, "sleeper").await.exit_status, 137);
 
     // Exec output goes to attached clients only, not to the container's log.
@@ -307,13 +281,9 @@ async fn exec_joins_every_namespace_and_the_cgroup() {
 
 #[tokio::test]
 async fn exec_user_env_cwd_umask_and_exit_code() {
-    if !need_root() {
+    let Some((b, shim, spec)) = running_shim().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
-    running(&shim, &b).await;
-    let spec = b.spec(&["true"]);
+    };
     let json = process_json(
         &spec,
         &sh("echo $FOO; pwd; id -u; id -g; id -G; umask; echo oops >&2; exit 5"),
@@ -337,14 +307,7 @@ async fn exec_user_env_cwd_umask_and_exit_code() {
     assert_eq!(st.status, pb::ProcessStatus::Stopped as i32);
     assert_eq!(st.exit_status, 5);
     assert!(st.exited_at.is_some() && st.started_at.is_some());
-    let del = shim
-        .task()
-        .delete(pb::DeleteRequest {
-            exec_id: "who".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let del = delete_exec(&shim, "who").await.unwrap();
     assert_eq!((del.pid, del.exit_status), (st.pid, 5));
     let e = exec_state(&shim, "who").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
@@ -361,13 +324,9 @@ async fn exec_user_env_cwd_umask_and_exit_code() {
 
 #[tokio::test]
 async fn exec_has_the_init_hardening() {
-    if !need_root() {
+    let Some((b, shim, spec)) = running_shim().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
-    running(&shim, &b).await;
-    let spec = b.spec(&["true"]);
+    };
     let script = "echo ---self; grep -E '^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs)' /proc/self/status; \
                   echo ---init; grep -E '^(CapEff|CapPrm|CapBnd|CapInh|CapAmb|NoNewPrivs)' /proc/1/status; \
                   echo ---fds; ls /proc/$$/fd; \
@@ -400,11 +359,9 @@ async fn exec_has_the_init_hardening() {
 
 #[tokio::test]
 async fn exec_failures_and_refusals() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     let mut t = shim.task();
     let spec = b.spec(&["true"]);
     let json = |args: &[&str]| process_json(&spec, args, |_| {});
@@ -420,7 +377,7 @@ async fn exec_failures_and_refusals() {
         Code::FailedPrecondition,
         "created, not running: {e:?}"
     );
-    t.start(pb::StartRequest::default()).await.unwrap();
+    start(&shim, "").await.unwrap();
 
     // A missing binary fails at Start with Docker's message, and the exec is stopped
     // with 127; a file that may not be executed, 126.
@@ -480,37 +437,13 @@ async fn exec_failures_and_refusals() {
         exec_state(&shim, "zzz").await.unwrap_err().code(),
         Code::NotFound
     );
-    let e = t
-        .wait(pb::WaitRequest {
-            exec_id: "zzz".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = wait_exec(&shim, "zzz").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = t
-        .kill(pb::KillRequest {
-            exec_id: "zzz".into(),
-            signal: 9,
-            all: false,
-        })
-        .await
-        .unwrap_err();
+    let e = kill_exec(&shim, "zzz", 9, false).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = t
-        .delete(pb::DeleteRequest {
-            exec_id: "zzz".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = delete_exec(&shim, "zzz").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = t
-        .resize_pty(pb::ResizePtyRequest {
-            exec_id: "dup".into(),
-            width: 80,
-            height: 24,
-        })
-        .await
-        .unwrap_err();
+    let e = resize(&shim, "dup", 80, 24).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "no terminal: {e:?}");
 
     // Paused: no new exec, no Start; after Resume, Start works.
@@ -525,52 +458,22 @@ async fn exec_failures_and_refusals() {
     assert_eq!(e.code(), Code::FailedPrecondition, "started twice: {e:?}");
 
     // A running exec cannot be deleted; `all` is for the init.
-    let e = t
-        .delete(pb::DeleteRequest {
-            exec_id: "dup".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = delete_exec(&shim, "dup").await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
-    let e = t
-        .kill(pb::KillRequest {
-            exec_id: "dup".into(),
-            signal: 9,
-            all: true,
-        })
-        .await
-        .unwrap_err();
+    let e = kill_exec(&shim, "dup", 9, true).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    t.kill(pb::KillRequest {
-        exec_id: "dup".into(),
-        signal: 15,
-        all: false,
-    })
-    .await
-    .unwrap();
+    kill_exec(&shim, "dup", 15, false).await.unwrap();
     assert_eq!(exec_wait(&shim, "dup").await.exit_status, 143);
-    let e = t
-        .kill(pb::KillRequest {
-            exec_id: "dup".into(),
-            signal: 9,
-            all: false,
-        })
-        .await
-        .unwrap_err();
+    let e = kill_exec(&shim, "dup", 9, false).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "not running: {e:?}");
 
     // Stopped container: no exec.
-    t.kill(pb::KillRequest {
-        signal: 9,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    kill_exec(&shim, "", 9, false).await.unwrap();
     assert_eq!(wait(&shim).await.exit_status, 137);
     let e = t.exec(exec_req("late", json(&["true"]))).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     // Deleting the container forgets its execs.
-    t.delete(pb::DeleteRequest::default()).await.unwrap();
+    delete_exec(&shim, "").await.unwrap();
     assert_eq!(
         exec_state(&shim, "missing").await.unwrap_err().code(),
         Code::NotFound
@@ -581,13 +484,9 @@ async fn exec_failures_and_refusals() {
 
 #[tokio::test]
 async fn exec_stdin_through_attach_and_close_io() {
-    if !need_root() {
+    let Some((b, shim, spec)) = running_shim().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
-    running(&shim, &b).await;
-    let spec = b.spec(&["true"]);
+    };
     let req = with_stdin(exec_req("cat", process_json(&spec, &["cat"], |_| {})));
     shim.task().exec(req).await.unwrap();
     assert!(exec_state(&shim, "cat").await.unwrap().stdin_open);
@@ -597,13 +496,7 @@ async fn exec_stdin_through_attach_and_close_io() {
     let at = a.read_until(0, "hello\n").await;
     a.send(b"again\n").await;
     a.read_until(at, "again\n").await;
-    shim.task()
-        .close_io(pb::CloseIoRequest {
-            exec_id: "cat".into(),
-            stdin: true,
-        })
-        .await
-        .unwrap();
+    close_stdin(&shim, "cat").await.unwrap();
     assert_eq!(exec_wait(&shim, "cat").await.exit_status, 0);
     a.read_to_end().await;
     assert_eq!(a.text(STDOUT), "hello\nagain\n");
@@ -615,13 +508,9 @@ async fn exec_stdin_through_attach_and_close_io() {
 
 #[tokio::test]
 async fn exec_with_a_terminal() {
-    if !need_root() {
+    let Some((b, shim, spec)) = running_shim().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
-    running(&shim, &b).await;
-    let spec = b.spec(&["true"]);
+    };
     let tty = |args: &[&str]| {
         process_json(&spec, args, |p| {
             p.set_terminal(Some(true));
@@ -639,14 +528,7 @@ async fn exec_with_a_terminal() {
     let at = a.read_until(0, "30 100\r\n").await;
     let out = a.text(STDOUT);
     assert!(out.contains("\r\n/dev/pts/"), "{out:?}");
-    shim.task()
-        .resize_pty(pb::ResizePtyRequest {
-            exec_id: "sh".into(),
-            width: 120,
-            height: 40,
-        })
-        .await
-        .unwrap();
+    resize(&shim, "sh", 120, 40).await.unwrap();
     a.send(b"stty size\n").await;
     let at = a.read_until(at, "40 120\r\n").await;
     a.send(b"exit 3\n").await;
@@ -675,13 +557,7 @@ async fn exec_with_a_terminal() {
     let mut a = Attached::new(&shim, "cat", true).await;
     a.send(b"more\n").await;
     a.read_until(0, "more\r\nmore\r\n").await;
-    shim.task()
-        .close_io(pb::CloseIoRequest {
-            exec_id: "cat".into(),
-            stdin: true,
-        })
-        .await
-        .unwrap();
+    close_stdin(&shim, "cat").await.unwrap();
     assert_eq!(exec_wait(&shim, "cat").await.exit_status, 0);
     a.read_to_end().await;
     drop(a);
@@ -691,11 +567,9 @@ async fn exec_with_a_terminal() {
 
 #[tokio::test]
 async fn init_with_a_terminal() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     let mut spec = b.spec(&sh(
         "tty; stty size; test -c /dev/console && echo console; echo err >&2",
     ));
@@ -716,10 +590,7 @@ async fn init_with_a_terminal() {
     shim.task().create(req).await.unwrap();
     assert!(state(&shim).await.terminal);
     let mut a = Attached::new(&shim, "", false).await;
-    shim.task()
-        .start(pb::StartRequest::default())
-        .await
-        .unwrap();
+    start(&shim, "").await.unwrap();
     a.read_to_end().await;
     assert_eq!(wait(&shim).await.exit_status, 0);
     assert_eq!(
@@ -750,13 +621,9 @@ async fn init_with_a_terminal() {
 
 #[tokio::test]
 async fn execs_die_with_the_init_and_their_waits_answer() {
-    if !need_root() {
+    let Some((b, shim, spec)) = running_shim().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
-    running(&shim, &b).await;
-    let spec = b.spec(&["true"]);
+    };
     let req = exec_req("bg", process_json(&spec, &["sleep", "1000"], |_| {}));
     shim.task().exec(req).await.unwrap();
     let pid = start(&shim, "bg").await.unwrap();
@@ -769,13 +636,7 @@ async fn execs_die_with_the_init_and_their_waits_answer() {
             .await
         })
     };
-    shim.task()
-        .kill(pb::KillRequest {
-            signal: 9,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    kill_exec(&shim, "", 9, false).await.unwrap();
     assert_eq!(wait(&shim).await.exit_status, 137);
     // The pid namespace's end SIGKILLs the exec.
     let exit = tokio::time::timeout(Duration::from_secs(20), waiter)
@@ -796,11 +657,9 @@ async fn execs_die_with_the_init_and_their_waits_answer() {
 
 #[tokio::test]
 async fn exec_is_confined_by_the_containers_seccomp_profile() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     let mut spec = b.spec(&["sleep", "1000"]);
     let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(serde_json::json!({
         "defaultAction": "SCMP_ACT_ALLOW",
@@ -846,14 +705,12 @@ fn exe_reachable(pid: u32) -> bool {
 
 #[tokio::test]
 async fn container_processes_are_not_dumpable_until_they_exec() {
-    if !need_root() {
-        return;
-    }
     // A created init waits for Start still inside the shim's binary (an exec process
     // goes through the same start path): nothing of the container, root or not, may
     // reach that binary through /proc/<pid>/exe meanwhile.
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    let Some((b, shim)) = setup().await else {
+        return;
+    };
     b.write(&b.spec(&["sleep", "1000"]));
     let pid = shim
         .task()
@@ -863,10 +720,7 @@ async fn container_processes_are_not_dumpable_until_they_exec() {
         .into_inner()
         .pid;
     assert!(!exe_reachable(pid), "dumpable before execve");
-    shim.task()
-        .start(pb::StartRequest::default())
-        .await
-        .unwrap();
+    start(&shim, "").await.unwrap();
     assert!(exe_reachable(pid), "execve makes it dumpable again");
     shim.shutdown().await;
     common::assert_clean(&b);

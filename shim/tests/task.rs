@@ -11,7 +11,8 @@ use berth_proto::shim::v1 as pb;
 use berth_proto::types::v1 as types;
 use berth_shim::client;
 use common::shim::{
-    alive, create_and_start, create_req, hex_id, log_records, state, wait, wait_gone, Shim,
+    alive, close_stdin, create_and_start, create_req, delete_exec, exec_state, hex_id, kill_exec,
+    log_records, pids, setup, start, state, try_shutdown, wait, wait_exec, wait_gone, Shim,
 };
 use common::{need_root, TestBundle};
 use oci_spec::runtime::LinuxNamespaceType;
@@ -52,11 +53,9 @@ fn overlay_rootfs(b: &TestBundle) -> Vec<types::Mount> {
 
 #[tokio::test]
 async fn run_to_exit_with_logs_exit_file_delete_and_shutdown() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     b.write(&b.spec(&sh("echo out; echo err >&2; exit 7")));
 
     // The socket is private to root, and the pid file names the shim.
@@ -103,33 +102,17 @@ async fn run_to_exit_with_logs_exit_file_delete_and_shutdown() {
     assert!(st.started_at.is_some() && st.exited_at.is_some());
 
     // Shutdown is refused while the container exists.
-    let e = shim
-        .task()
-        .shutdown(pb::ShutdownRequest { now: false })
-        .await
-        .unwrap_err();
+    let e = try_shutdown(&shim, false).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 
-    let del = shim
-        .task()
-        .delete(pb::DeleteRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let del = delete_exec(&shim, "").await.unwrap();
     assert_eq!((del.pid, del.exit_status), (pid, 7));
     common::assert_clean(&b);
     assert!(std::fs::read_dir(b.rootfs()).unwrap().next().is_none());
-    let e = shim
-        .task()
-        .state(pb::StateRequest::default())
-        .await
-        .unwrap_err();
+    let e = exec_state(&shim, "").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
-    shim.task()
-        .shutdown(pb::ShutdownRequest { now: false })
-        .await
-        .unwrap();
+    try_shutdown(&shim, false).await.unwrap();
     assert!(wait_gone(shim.pid).await, "the shim outlived Shutdown");
     assert!(!sock.exists() && !shim.dir().join("shim.pid").exists());
     let gone = client::connect(shim.dir()).await.unwrap_err();
@@ -138,13 +121,11 @@ async fn run_to_exit_with_logs_exit_file_delete_and_shutdown() {
 
 #[tokio::test]
 async fn kill_reports_128_plus_signal() {
-    if !need_root() {
-        return;
-    }
     // Outside a pid namespace `sleep` is no init and SIGTERM kills it: the signal
     // itself is reported, 128 + 15.
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    let Some((b, shim)) = setup().await else {
+        return;
+    };
     let mut spec = b.spec(&["sleep", "100"]);
     let linux = spec.linux_mut().as_mut().unwrap();
     let namespaces = linux
@@ -158,13 +139,7 @@ async fn kill_reports_128_plus_signal() {
     b.write(&spec);
     create_and_start(&shim, create_req(&b, None)).await;
     assert_eq!(state(&shim).await.status, pb::ProcessStatus::Running as i32);
-    shim.task()
-        .kill(pb::KillRequest {
-            signal: 15,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    kill_exec(&shim, "", 15, false).await.unwrap();
     let exit = wait(&shim).await;
     assert_eq!(exit.exit_status, 143);
     assert_eq!(
@@ -183,13 +158,7 @@ async fn kill_reports_128_plus_signal() {
     let pid = create_and_start(&shim, create_req(&b, None)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pids = shim
-            .task()
-            .pids(pb::PidsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .processes;
+        let pids = pids(&shim).await;
         if pids.len() == 2 {
             assert_eq!(pids[0].pid, pid, "sorted, init first: {pids:?}");
             break;
@@ -197,23 +166,9 @@ async fn kill_reports_128_plus_signal() {
         assert!(Instant::now() < deadline, "sleep did not start: {pids:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    shim.task()
-        .kill(pb::KillRequest {
-            signal: 15,
-            all: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    kill_exec(&shim, "", 15, true).await.unwrap();
     assert_eq!(wait(&shim).await.exit_status, 143);
-    let e = shim
-        .task()
-        .kill(pb::KillRequest {
-            signal: 9,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = kill_exec(&shim, "", 9, false).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     shim.shutdown().await;
     common::assert_clean(&b);
@@ -221,11 +176,9 @@ async fn kill_reports_128_plus_signal() {
 
 #[tokio::test]
 async fn shim_is_detached_and_reachable_again() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     b.write(&b.spec(&["sleep", "100"]));
     let pid = create_and_start(&shim, create_req(&b, None)).await;
 
@@ -254,17 +207,9 @@ async fn shim_is_detached_and_reachable_again() {
     assert_eq!(state(&shim).await.status, pb::ProcessStatus::Running as i32);
 
     // Refused while it runs.
-    let e = again
-        .task
-        .delete(pb::DeleteRequest::default())
-        .await
-        .unwrap_err();
+    let e = delete_exec(&shim, "").await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    let e = again
-        .task
-        .shutdown(pb::ShutdownRequest { now: false })
-        .await
-        .unwrap_err();
+    let e = try_shutdown(&shim, false).await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
 
     // Pause and resume; stats from the cgroup.
@@ -284,11 +229,7 @@ async fn shim_is_detached_and_reachable_again() {
     assert!(stats.memory.unwrap().limit_bytes > 0);
 
     // Shutdown with `now` kills the container and removes everything.
-    again
-        .task
-        .shutdown(pb::ShutdownRequest { now: true })
-        .await
-        .unwrap();
+    try_shutdown(&shim, true).await.unwrap();
     assert!(wait_gone(shim.pid).await);
     assert!(!alive(pid), "the container outlived its shim");
     assert_eq!(
@@ -301,17 +242,15 @@ async fn shim_is_detached_and_reachable_again() {
 
 #[tokio::test]
 async fn refusals_map_to_grpc_codes() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     let mut t = shim.task();
 
     // Before Create.
-    let e = t.wait(pb::WaitRequest::default()).await.unwrap_err();
+    let e = wait_exec(&shim, "").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let e = t.start(pb::StartRequest::default()).await.unwrap_err();
+    let e = start(&shim, "").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
     let mut wrong = create_req(&b, None);
@@ -351,12 +290,7 @@ async fn refusals_map_to_grpc_codes() {
         t.create(create_req(&b, None)).await.unwrap_err().code(),
         Code::AlreadyExists
     );
-    let e = t
-        .start(pb::StartRequest {
-            exec_id: "x".into(),
-        })
-        .await
-        .unwrap_err();
+    let e = start(&shim, "x").await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
     let e = t
         .exec(pb::ExecRequest {
@@ -366,19 +300,9 @@ async fn refusals_map_to_grpc_codes() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "not running: {e:?}");
-    let e = t
-        .kill(pb::KillRequest {
-            signal: 99,
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = kill_exec(&shim, "", 99, false).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let del = t
-        .delete(pb::DeleteRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    let del = delete_exec(&shim, "").await.unwrap();
     assert_eq!((del.pid, del.exit_status), (pid, 137));
     common::assert_clean(&b);
 
@@ -386,7 +310,7 @@ async fn refusals_map_to_grpc_codes() {
     b.write(&b.spec(&sh("exit 3")));
     create_and_start(&shim, create_req(&b, None)).await;
     assert_eq!(wait(&shim).await.exit_status, 3);
-    let e = t.start(pb::StartRequest::default()).await.unwrap_err();
+    let e = start(&shim, "").await.unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     shim.shutdown().await;
     common::assert_clean(&b);
@@ -394,11 +318,9 @@ async fn refusals_map_to_grpc_codes() {
 
 #[tokio::test]
 async fn logs_rotate_at_the_configured_size() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     b.write(&b.spec(&sh("seq 1 300")));
     let log = shim.dir().join("logs/ctr.log");
     let stdio = pb::StdioOptions {
@@ -425,11 +347,9 @@ async fn logs_rotate_at_the_configured_size() {
 
 #[tokio::test]
 async fn stdin_attach_and_close_io() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     b.write(&b.spec(&sh("read x; echo got $x; cat; echo eof")));
     let stdio = pb::StdioOptions {
         stdin: true,
@@ -457,10 +377,7 @@ async fn stdin_attach_and_close_io() {
         .await
         .unwrap()
         .into_inner();
-    shim.task()
-        .start(pb::StartRequest::default())
-        .await
-        .unwrap();
+    start(&shim, "").await.unwrap();
     tx.send(pb::AttachRequest {
         msg: Some(pb::attach_request::Msg::Stdin(b"hello\nmore\n".to_vec())),
     })
@@ -481,13 +398,7 @@ async fn stdin_attach_and_close_io() {
     assert_eq!(String::from_utf8_lossy(&seen), "got hello\nmore\n");
 
     // CloseIO: cat reads EOF, the script ends.
-    shim.task()
-        .close_io(pb::CloseIoRequest {
-            stdin: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    close_stdin(&shim, "").await.unwrap();
     assert_eq!(wait(&shim).await.exit_status, 0);
     // The attach stream ends with the output.
     let mut rest = Vec::new();
@@ -507,11 +418,9 @@ async fn stdin_attach_and_close_io() {
 
 #[tokio::test]
 async fn sigterm_stops_container_and_shim() {
-    if !need_root() {
+    let Some((b, shim)) = setup().await else {
         return;
-    }
-    let mut b = TestBundle::new();
-    let shim = Shim::spawn(&mut b).await;
+    };
     b.write(&b.spec(&["sleep", "100"]));
     let pid = create_and_start(&shim, create_req(&b, None)).await;
     // The shim this test spawned (its pid, checked by the guard's rule).

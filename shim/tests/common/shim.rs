@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use berth_proto::shim::v1 as pb;
 use berth_shim::client::{self, ShimClient, SpawnOptions};
 
-use super::TestBundle;
+use super::{need_root, TestBundle};
 
 /// A fresh 64-hex container id.
 pub fn hex_id() -> String {
@@ -91,10 +91,7 @@ impl Shim {
 
     /// Shutdown with `now`, then the process must be gone.
     pub async fn shutdown(&self) {
-        self.task()
-            .shutdown(pb::ShutdownRequest { now: true })
-            .await
-            .unwrap();
+        try_shutdown(self, true).await.unwrap();
         assert!(wait_gone(self.pid).await, "shim {} still alive", self.pid);
     }
 }
@@ -120,6 +117,18 @@ impl Drop for Shim {
             }
         }
     }
+}
+
+/// A test's bundle and a shim spawned for it; None when the test is skipped (see
+/// [`need_root`]). Bound as `let Some((b, shim))`, the shim is dropped (its guard runs)
+/// before the bundle removes the cgroups, as with two `let`s.
+pub async fn setup() -> Option<(TestBundle, Shim)> {
+    if !need_root() {
+        return None;
+    }
+    let mut b = TestBundle::new();
+    let shim = Shim::spawn(&mut b).await;
+    Some((b, shim))
 }
 
 pub fn create_req(b: &TestBundle, stdio: Option<pb::StdioOptions>) -> pb::CreateRequest {
@@ -157,6 +166,104 @@ pub async fn state(shim: &Shim) -> pb::StateResponse {
         .await
         .unwrap()
         .into_inner()
+}
+
+// The calls below answer with the shim's status, so that a test can assert on refusals;
+// an empty `exec_id` names the init.
+
+pub async fn start(shim: &Shim, exec_id: &str) -> Result<u32, tonic::Status> {
+    shim.task()
+        .start(pb::StartRequest {
+            exec_id: exec_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner().pid)
+}
+
+pub async fn exec_state(shim: &Shim, exec_id: &str) -> Result<pb::StateResponse, tonic::Status> {
+    shim.task()
+        .state(pb::StateRequest {
+            exec_id: exec_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn wait_exec(shim: &Shim, exec_id: &str) -> Result<pb::WaitResponse, tonic::Status> {
+    shim.task()
+        .wait(pb::WaitRequest {
+            exec_id: exec_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn kill_exec(
+    shim: &Shim,
+    exec_id: &str,
+    signal: u32,
+    all: bool,
+) -> Result<(), tonic::Status> {
+    shim.task()
+        .kill(pb::KillRequest {
+            exec_id: exec_id.into(),
+            signal,
+            all,
+        })
+        .await
+        .map(|_| ())
+}
+
+pub async fn delete_exec(shim: &Shim, exec_id: &str) -> Result<pb::DeleteResponse, tonic::Status> {
+    shim.task()
+        .delete(pb::DeleteRequest {
+            exec_id: exec_id.into(),
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub async fn resize(
+    shim: &Shim,
+    exec_id: &str,
+    width: u32,
+    height: u32,
+) -> Result<(), tonic::Status> {
+    shim.task()
+        .resize_pty(pb::ResizePtyRequest {
+            exec_id: exec_id.into(),
+            width,
+            height,
+        })
+        .await
+        .map(|_| ())
+}
+
+/// CloseIO of stdin: the process reads end of file.
+pub async fn close_stdin(shim: &Shim, exec_id: &str) -> Result<(), tonic::Status> {
+    shim.task()
+        .close_io(pb::CloseIoRequest {
+            exec_id: exec_id.into(),
+            stdin: true,
+        })
+        .await
+        .map(|_| ())
+}
+
+pub async fn try_shutdown(shim: &Shim, now: bool) -> Result<(), tonic::Status> {
+    shim.task()
+        .shutdown(pb::ShutdownRequest { now })
+        .await
+        .map(|_| ())
+}
+
+pub async fn pids(shim: &Shim) -> Vec<pb::ProcessInfo> {
+    shim.task()
+        .pids(pb::PidsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .processes
 }
 
 pub fn log_records(path: &Path) -> Vec<serde_json::Value> {
