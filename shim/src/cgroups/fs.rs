@@ -52,13 +52,28 @@ pub fn read_u64_opt(dir: &Path, file: &str) -> Result<Option<u64>> {
     read_u64(dir, file)
 }
 
-/// The value of `key` in a flat-keyed file (`oom_kill 3` lines).
-pub fn keyed(dir: &Path, file: &str, key: &str) -> Result<Option<u64>> {
-    let s = read(dir, file)?;
-    Ok(s.lines().find_map(|l| {
+/// Reads `dir/file`, trimmed; `None` when the file does not exist (a controller or a
+/// statistic this kernel does not have).
+pub fn read_opt(dir: &Path, file: &str) -> Result<Option<String>> {
+    let path = dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::Cgroup(format!("read {}: {e}", path.display()))),
+    }
+}
+
+/// The value of `key` in a flat-keyed text (`oom_kill 3` lines).
+pub fn lookup(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
-    }))
+    })
+}
+
+/// The value of `key` in a flat-keyed file.
+pub fn keyed(dir: &Path, file: &str, key: &str) -> Result<Option<u64>> {
+    Ok(lookup(&read(dir, file)?, key))
 }
 
 /// Pids listed in `cgroup.procs`.

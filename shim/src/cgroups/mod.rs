@@ -204,6 +204,12 @@ pub struct MemoryStats {
     pub limit: Option<u64>,
     /// Processes killed by the OOM killer in this cgroup.
     pub oom_kills: u64,
+    /// Inactive file-backed page cache (reclaimable): `docker stats` leaves it out of usage.
+    pub inactive_file: u64,
+    /// File-backed page cache.
+    pub cache: u64,
+    /// Anonymous memory.
+    pub rss: u64,
 }
 
 /// Pids figures.
@@ -222,6 +228,19 @@ pub struct CpuStats {
     pub usage_ns: u64,
 }
 
+/// Block device I/O, summed over devices.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct BlkioStats {
+    /// Bytes read.
+    pub read_bytes: u64,
+    /// Bytes written.
+    pub write_bytes: u64,
+    /// Read operations.
+    pub read_ops: u64,
+    /// Write operations.
+    pub write_ops: u64,
+}
+
 /// A snapshot of a cgroup's accounting.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -231,6 +250,8 @@ pub struct Stats {
     pub pids: PidsStats,
     /// CPU.
     pub cpu: CpuStats,
+    /// Block I/O.
+    pub blkio: BlkioStats,
 }
 
 /// One cgroup (the same relative path in every hierarchy it spans).

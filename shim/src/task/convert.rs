@@ -9,9 +9,9 @@ use berth_proto::types::v1 as types;
 use super::create::CreateSpec;
 use super::exec::ExecSpec;
 use super::io::StdioSpec;
-use super::query::ProcessState;
+use super::netdev::InterfaceStats;
+use super::query::{ProcessState, Sample};
 use super::Status;
-use crate::cgroups::Stats;
 use crate::error::{Error, Result};
 use crate::logs::{LogConfig, Stream};
 use crate::rootfs::MountSpec;
@@ -176,7 +176,8 @@ fn host_memory() -> u64 {
 }
 
 /// A metrics sample.
-pub fn metrics(s: Stats, read_at: SystemTime) -> types::ContainerMetrics {
+pub fn metrics(sample: Sample, read_at: SystemTime) -> types::ContainerMetrics {
+    let s = sample.cgroup;
     types::ContainerMetrics {
         read_at: Some(time(read_at)),
         cpu: Some(types::CpuMetrics {
@@ -188,6 +189,9 @@ pub fn metrics(s: Stats, read_at: SystemTime) -> types::ContainerMetrics {
             // The proto's convention: the host's memory when the container has no limit.
             limit_bytes: s.memory.limit.unwrap_or_else(host_memory),
             max_usage_bytes: s.memory.max_usage.unwrap_or(0),
+            inactive_file_bytes: s.memory.inactive_file,
+            cache_bytes: s.memory.cache,
+            rss_bytes: s.memory.rss,
             oom_kills: s.memory.oom_kills,
             ..Default::default()
         }),
@@ -195,8 +199,27 @@ pub fn metrics(s: Stats, read_at: SystemTime) -> types::ContainerMetrics {
             current: s.pids.current,
             limit: s.pids.limit.unwrap_or(0),
         }),
-        block_io: None,
-        networks: Vec::new(),
+        block_io: Some(types::BlockIoMetrics {
+            read_bytes: s.blkio.read_bytes,
+            write_bytes: s.blkio.write_bytes,
+            read_ops: s.blkio.read_ops,
+            write_ops: s.blkio.write_ops,
+        }),
+        networks: sample.networks.into_iter().map(network).collect(),
+    }
+}
+
+fn network(i: InterfaceStats) -> types::NetworkMetrics {
+    types::NetworkMetrics {
+        interface: i.name,
+        rx_bytes: i.rx_bytes,
+        rx_packets: i.rx_packets,
+        rx_errors: i.rx_errors,
+        rx_dropped: i.rx_dropped,
+        tx_bytes: i.tx_bytes,
+        tx_packets: i.tx_packets,
+        tx_errors: i.tx_errors,
+        tx_dropped: i.tx_dropped,
     }
 }
 
@@ -243,6 +266,30 @@ mod tests {
         let size = |width, height| console_size(Some(types::ConsoleSize { width, height }));
         assert_eq!(size(80, 24), Some((80, 24)));
         assert_eq!(size(0, 24), None);
+    }
+
+    #[test]
+    fn metrics_carry_block_io_network_and_inactive_file() {
+        let mut cgroup = crate::cgroups::Stats::default();
+        cgroup.memory.inactive_file = 7;
+        cgroup.blkio.read_bytes = 10;
+        cgroup.blkio.write_ops = 3;
+        let sample = Sample {
+            cgroup,
+            networks: vec![InterfaceStats {
+                name: "eth0".into(),
+                rx_bytes: 5,
+                tx_dropped: 1,
+                ..Default::default()
+            }],
+        };
+        let m = metrics(sample, SystemTime::UNIX_EPOCH);
+        assert_eq!(m.memory.unwrap().inactive_file_bytes, 7);
+        let io = m.block_io.unwrap();
+        assert_eq!((io.read_bytes, io.write_ops), (10, 3));
+        assert_eq!(m.networks.len(), 1);
+        assert_eq!(m.networks[0].interface, "eth0");
+        assert_eq!((m.networks[0].rx_bytes, m.networks[0].tx_dropped), (5, 1));
     }
 
     #[test]

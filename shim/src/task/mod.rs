@@ -17,6 +17,7 @@ pub mod create;
 pub mod delete;
 pub mod exec;
 pub mod io;
+pub mod netdev;
 pub mod query;
 pub mod reaper;
 pub mod service;

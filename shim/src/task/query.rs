@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::netdev::{self, InterfaceStats};
 use super::{blocking, Phase, Status, Task};
 use crate::cgroups::{CgroupManager, Stats};
 use crate::error::{Error, Result};
@@ -27,6 +28,15 @@ pub struct ProcessState {
     pub exit: Option<ExitRecord>,
     /// When it was started.
     pub started_at: Option<SystemTime>,
+}
+
+/// One Stats sample.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The container's cgroup.
+    pub cgroup: Stats,
+    /// Interfaces of its network namespace, loopback left out; empty on the host's.
+    pub networks: Vec<InterfaceStats>,
 }
 
 /// The shim and its container, for Info.
@@ -103,9 +113,10 @@ impl Task {
         }
     }
 
-    /// A resource usage sample from the container's cgroup.
-    pub async fn stats(&self) -> Result<Stats> {
-        let cgroup = {
+    /// A resource usage sample: the container's cgroup, and the traffic of its network
+    /// namespace. Network figures are best effort: the init may be exiting.
+    pub async fn stats(&self) -> Result<Sample> {
+        let (cgroup, pid) = {
             let inner = self.inner.lock().await;
             match inner.phase {
                 Phase::Live(Status::Stopped) => {
@@ -114,11 +125,20 @@ impl Task {
                         self.id
                     )))
                 }
-                Phase::Live(_) => inner.container()?.cgroup().clone(),
+                Phase::Live(_) => (inner.container()?.cgroup().clone(), inner.pid),
                 Phase::Empty | Phase::Deleted => return Err(self.not_created()),
             }
         };
-        blocking(move || cgroup.stats()).await?
+        let id = self.id.clone();
+        blocking(move || {
+            let cgroup = cgroup.stats()?;
+            let networks = netdev::read(pid).unwrap_or_else(|e| {
+                tracing::debug!(container = %id, error = %e, "no network stats");
+                Vec::new()
+            });
+            Ok(Sample { cgroup, networks })
+        })
+        .await?
     }
 
     /// The shim's identity.

@@ -66,7 +66,13 @@ pub fn apply(dir: &Path, m: &LinuxMemory) -> Result<()> {
 }
 
 pub fn stats(dir: &Path) -> Result<MemoryStats> {
+    // The `total_` figures include the cgroup's descendants, as usage_in_bytes does.
+    let stat = fs::read_opt(dir, "memory.stat")?.unwrap_or_default();
+    let key = |k: &str| fs::lookup(&stat, k).unwrap_or(0);
     Ok(MemoryStats {
+        inactive_file: key("total_inactive_file"),
+        cache: key("total_cache"),
+        rss: key("total_rss"),
         usage: fs::read_u64_opt(dir, "memory.usage_in_bytes")?.unwrap_or(0),
         max_usage: fs::read_u64_opt(dir, "memory.max_usage_in_bytes")?,
         limit: fs::read_u64_opt(dir, LIMIT)?,

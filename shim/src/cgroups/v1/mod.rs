@@ -1,5 +1,6 @@
 //! cgroup v1: the same relative path in every mounted hierarchy; one file per controller.
 
+mod blkio;
 mod cpu;
 mod cpuset;
 mod devices;
@@ -123,6 +124,9 @@ impl CgroupManager for V1Manager {
         }
         if let Some(dir) = self.controller_dir("cpuacct") {
             s.cpu.usage_ns = fs::read_u64_opt(&dir, "cpuacct.usage")?.unwrap_or(0);
+        }
+        if let Some(dir) = self.controller_dir("blkio") {
+            s.blkio = blkio::stats(&dir)?;
         }
         Ok(s)
     }

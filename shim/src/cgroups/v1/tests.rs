@@ -10,14 +10,25 @@ use oci_spec::runtime::{
 use super::V1Manager;
 use crate::cgroups::{AnyManager, CgroupManager, Layout, MountView, V1Hierarchy};
 
-const CONTROLLERS: [&str; 6] = [
+const CONTROLLERS: [&str; 7] = [
     "memory",
     "cpu,cpuacct",
     "cpuset",
     "pids",
     "devices",
     "freezer",
+    "blkio",
 ];
+
+const IO_SERVICE_BYTES: &str = "\
+8:0 Read 4096
+8:0 Write 1000
+8:0 Total 5096
+8:16 Read 1
+8:16 Write 2
+8:16 Total 3
+Total 5099
+";
 
 fn fake_tree() -> (tempfile::TempDir, Vec<V1Hierarchy>) {
     let root = tempfile::tempdir().unwrap();
@@ -38,6 +49,10 @@ fn fake_tree() -> (tempfile::TempDir, Vec<V1Hierarchy>) {
                     "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
                 ),
                 ("memory.swappiness", "60"),
+                (
+                    "memory.stat",
+                    "cache 1\nrss 2\ninactive_file 3\ntotal_cache 2048\ntotal_rss 1024\ntotal_inactive_file 512\n",
+                ),
             ],
             "cpu,cpuacct" => &[
                 ("cpu.shares", "1024"),
@@ -49,6 +64,12 @@ fn fake_tree() -> (tempfile::TempDir, Vec<V1Hierarchy>) {
             "pids" => &[("pids.max", "max"), ("pids.current", "2")],
             "devices" => &[("devices.allow", ""), ("devices.deny", "")],
             "freezer" => &[("freezer.state", "THAWED")],
+            "blkio" => &[
+                ("blkio.throttle.io_service_bytes_recursive", IO_SERVICE_BYTES),
+                ("blkio.throttle.io_service_bytes", "8:0 Read 7\n8:0 Write 8\nTotal 15"),
+                ("blkio.throttle.io_serviced_recursive", "8:0 Read 3\n8:0 Write 4\nTotal 7"),
+                ("blkio.throttle.io_serviced", "8:0 Read 1\n8:0 Write 1\nTotal 2"),
+            ],
             _ => &[],
         };
         for dir in [mp.clone(), mp.join("berth"), leaf.clone()] {
@@ -136,6 +157,30 @@ fn fake_tree_stats_read_the_oom_kill_counter() {
     assert_eq!(s.pids.current, 2);
     assert_eq!(s.pids.limit, None);
     assert_eq!(s.cpu.usage_ns, 777);
+    assert_eq!(s.memory.inactive_file, 512);
+    assert_eq!((s.memory.cache, s.memory.rss), (2048, 1024));
+    assert_eq!(s.blkio.read_bytes, 4097);
+    assert_eq!(s.blkio.write_bytes, 1002);
+    assert_eq!((s.blkio.read_ops, s.blkio.write_ops), (3, 4));
+}
+
+#[test]
+fn fake_tree_blkio_falls_back_and_missing_files_are_zeros() {
+    let (root, hs) = fake_tree();
+    let m = V1Manager::new(hs, "berth/c1".into());
+    let leaf = root.path().join("blkio/berth/c1");
+    fs::remove_file(leaf.join("blkio.throttle.io_service_bytes_recursive")).unwrap();
+    fs::remove_file(leaf.join("blkio.throttle.io_serviced_recursive")).unwrap();
+    let s = m.stats().unwrap();
+    assert_eq!((s.blkio.read_bytes, s.blkio.write_bytes), (7, 8));
+    assert_eq!((s.blkio.read_ops, s.blkio.write_ops), (1, 1));
+    fs::remove_file(leaf.join("blkio.throttle.io_service_bytes")).unwrap();
+    fs::remove_file(leaf.join("blkio.throttle.io_serviced")).unwrap();
+    fs::remove_file(root.path().join("memory/berth/c1/memory.stat")).unwrap();
+    let s = m.stats().unwrap();
+    assert_eq!(s.blkio, crate::cgroups::BlkioStats::default());
+    assert_eq!(s.memory.inactive_file, 0);
+    assert_eq!(s.memory.usage, 4096);
 }
 
 #[test]

@@ -56,7 +56,13 @@ pub fn apply(dir: &Path, m: &LinuxMemory) -> Result<()> {
 }
 
 pub fn stats(dir: &Path) -> Result<MemoryStats> {
+    // v2's memory.stat is hierarchical already.
+    let stat = fs::read_opt(dir, "memory.stat")?.unwrap_or_default();
+    let key = |k: &str| fs::lookup(&stat, k).unwrap_or(0);
     Ok(MemoryStats {
+        inactive_file: key("inactive_file"),
+        cache: key("file"),
+        rss: key("anon"),
         usage: fs::read_u64_opt(dir, "memory.current")?.unwrap_or(0),
         max_usage: fs::read_u64_opt(dir, "memory.peak")?,
         limit: fs::read_u64_opt(dir, "memory.max")?,

@@ -5,6 +5,7 @@
 mod bpf;
 mod cpu;
 mod devices;
+mod io;
 mod memory;
 
 use std::path::{Path, PathBuf};
@@ -142,6 +143,7 @@ impl CgroupManager for V2Manager {
         if dir.join("cpu.stat").exists() {
             s.cpu.usage_ns = fs::keyed(&dir, "cpu.stat", "usage_usec")?.unwrap_or(0) * 1000;
         }
+        s.blkio = io::stats(&dir)?;
         Ok(s)
     }
 

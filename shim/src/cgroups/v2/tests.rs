@@ -56,6 +56,15 @@ fn fake_tree(controllers: &str) -> (tempfile::TempDir, PathBuf) {
         ("cpuset.mems", ""),
         ("pids.max", "max"),
         ("pids.current", "3"),
+        (
+            "memory.stat",
+            "anon 4096\nfile 8192\nkernel_stack 0\nactive_file 100\ninactive_file 700\n",
+        ),
+        (
+            "io.stat",
+            "8:0 rbytes=1000 wbytes=2000 rios=3 wios=4 dbytes=0 dios=0\n\
+             8:16 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n",
+        ),
     ] {
         fs::write(leaf.join(f), v).unwrap();
     }
@@ -195,6 +204,17 @@ fn stats_and_oom_kills_are_read() {
     assert_eq!(s.memory.oom_kills, 1);
     assert_eq!(s.pids.current, 3);
     assert_eq!(s.cpu.usage_ns, 1_500_000);
+    assert_eq!(s.memory.inactive_file, 700);
+    assert_eq!((s.memory.cache, s.memory.rss), (8192, 4096));
+    assert_eq!(s.blkio.read_bytes, 1001);
+    assert_eq!(s.blkio.write_bytes, 2002);
+    assert_eq!((s.blkio.read_ops, s.blkio.write_ops), (4, 5));
+    // Without the io controller or memory.stat: zeros, not an error.
+    fs::remove_file(leaf.join("io.stat")).unwrap();
+    fs::remove_file(leaf.join("memory.stat")).unwrap();
+    let s = m.stats().unwrap();
+    assert_eq!(s.blkio, crate::cgroups::BlkioStats::default());
+    assert_eq!((s.memory.inactive_file, s.memory.usage), (0, 1234));
     fs::write(leaf.join("cgroup.procs"), "12\n34\n").unwrap();
     assert_eq!(m.pids().unwrap(), vec![12, 34]);
 }
