@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use berth_proto::engine::v1::{
     ContainerStatus, ContainersListRequest, ContainersStatsRequest, ContainersStatsResponse,
 };
+use berth_proto::types::v1::ContainerMetrics;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -13,6 +14,29 @@ use super::client;
 use crate::cli::{Format, Global, StatsArgs};
 use crate::commands::human;
 use crate::connection::call_error;
+
+/// Docker's "read / written" pair in decimal units ("1.2kB / 3.4kB").
+fn io_pair(a: u64, b: u64) -> String {
+    format!(
+        "{} / {}",
+        human::size_with_precision(a as f64, 3),
+        human::size_with_precision(b as f64, 3)
+    )
+}
+
+/// NET I/O: received / sent, summed over the container's interfaces.
+fn net_io(m: &ContainerMetrics) -> String {
+    let (rx, tx) = m.networks.iter().fold((0u64, 0u64), |(rx, tx), n| {
+        (rx.saturating_add(n.rx_bytes), tx.saturating_add(n.tx_bytes))
+    });
+    io_pair(rx, tx)
+}
+
+/// BLOCK I/O: read / written.
+fn block_io(m: &ContainerMetrics) -> String {
+    let b = m.block_io.clone().unwrap_or_default();
+    io_pair(b.read_bytes, b.write_bytes)
+}
 
 fn row(s: &ContainersStatsResponse) -> Vec<String> {
     let m = s.metrics.clone().unwrap_or_default();
@@ -25,6 +49,8 @@ fn row(s: &ContainersStatsResponse) -> Vec<String> {
         format!("{:.2}%", s.cpu_percent),
         format!("{} / {}", bin(s.memory_usage_bytes), bin(mem.limit_bytes)),
         format!("{:.2}%", s.memory_percent),
+        net_io(&m),
+        block_io(&m),
         pids.current.to_string(),
     ]
 }
@@ -40,6 +66,8 @@ fn json(s: &ContainersStatsResponse) -> serde_json::Value {
         "MemUsage": s.memory_usage_bytes,
         "MemLimit": mem.limit_bytes,
         "MemPerc": format!("{:.2}%", s.memory_percent),
+        "NetIO": net_io(&m),
+        "BlockIO": block_io(&m),
         "PIDs": pids.current,
     })
 }
@@ -104,6 +132,8 @@ pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
                 "CPU %",
                 "MEM USAGE / LIMIT",
                 "MEM %",
+                "NET I/O",
+                "BLOCK I/O",
                 "PIDS",
             ]
             .map(String::from)
@@ -146,4 +176,32 @@ pub async fn stats(global: &Global, args: &StatsArgs) -> anyhow::Result<()> {
         return Err(crate::commands::Reported.into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::types::v1::{BlockIoMetrics, NetworkMetrics};
+
+    #[test]
+    fn net_and_block_io_read_like_docker() {
+        let iface = |rx_bytes, tx_bytes| NetworkMetrics {
+            rx_bytes,
+            tx_bytes,
+            ..Default::default()
+        };
+        let m = ContainerMetrics {
+            networks: vec![iface(1000, 3000), iface(234, 456)],
+            block_io: Some(BlockIoMetrics {
+                read_bytes: 4_260_000,
+                write_bytes: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(net_io(&m), "1.23kB / 3.46kB");
+        assert_eq!(block_io(&m), "4.26MB / 0B");
+        assert_eq!(net_io(&ContainerMetrics::default()), "0B / 0B");
+        assert_eq!(block_io(&ContainerMetrics::default()), "0B / 0B");
+    }
 }
