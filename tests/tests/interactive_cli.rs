@@ -193,6 +193,14 @@ async fn exec_runs_in_the_container_with_its_options() {
     let out = w.ctl(&["exec", "ex1", "no-such-command"]);
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    // So is a user the image does not know.
+    let out = w.ctl(&["exec", "-u", "nosuchuser", "ex1", "id"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unable to find user nosuchuser"),
+        "{}",
+        stderr(&out)
+    );
     // Detached: runs on; the next exec sees its effect.
     w.ok(&["exec", "-d", "ex1", "sh", "-c", "echo done > /tmp/d"]);
     wait_until("the detached exec", Duration::from_secs(10), || {

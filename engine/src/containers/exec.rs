@@ -191,7 +191,21 @@ pub async fn exec(
     }
     let live = m.live(&rec.id);
     let mut task = kill::shim_of(m, &live, &rec.id).await?;
-    let spec = process_json(m, &rec, &o).await?;
+    let spec = match process_json(m, &rec, &o).await {
+        Ok(s) => s,
+        // The process cannot be made as asked (no such user, a bad working directory): like
+        // a process that fails to start, as Docker reports it (126), not a failed call.
+        Err(e @ (Error::InvalidArgument(_) | Error::FailedPrecondition(_))) => {
+            let status = ExitStatus {
+                exit_code: EXIT_CANNOT_START,
+                error: e.to_string(),
+                ..Default::default()
+            };
+            let end = msg(containers_exec_response::Msg::Exit(status));
+            return Ok(Box::pin(futures::stream::iter([Ok(end)])));
+        }
+        Err(e) => return Err(e),
+    };
     let exec_id = names::new_id()?;
     let command = o.cmd.join(" ");
     let attached = !o.detach;
