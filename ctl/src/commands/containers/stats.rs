@@ -34,7 +34,7 @@ fn net_io(m: &ContainerMetrics) -> String {
 
 /// BLOCK I/O: read / written.
 fn block_io(m: &ContainerMetrics) -> String {
-    let b = m.block_io.clone().unwrap_or_default();
+    let b = m.block_io.unwrap_or_default();
     io_pair(b.read_bytes, b.write_bytes)
 }
 
