@@ -381,9 +381,14 @@ async fn pause_top_stats_restart() {
     // stats, once.
     let stats = w.ok(&["stats", "--no-stream", "pt"]);
     assert!(stats.contains("pt") && stats.contains('%'), "{stats}");
+    assert!(
+        stats.contains("NET I/O") && stats.contains("BLOCK I/O"),
+        "{stats}"
+    );
     let json = w.ok(&["stats", "--no-stream", "--format", "json", "pt"]);
     let v: Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(v["PIDs"], 1);
+    assert!(v["NetIO"].is_string() && v["BlockIO"].is_string(), "{v}");
     // pause: frozen, listed as paused, exec refused; unpause.
     w.ok(&["pause", "pt"]);
     assert_eq!(w.status("pt"), "paused");
