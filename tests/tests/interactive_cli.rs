@@ -387,7 +387,7 @@ async fn pause_top_stats_restart() {
     );
     let json = w.ok(&["stats", "--no-stream", "--format", "json", "pt"]);
     let v: Value = serde_json::from_str(json.trim()).unwrap();
-    assert_eq!(v["PIDs"], 1);
+    assert_eq!(v["PIDs"], "1");
     assert!(v["NetIO"].is_string() && v["BlockIO"].is_string(), "{v}");
     // pause: frozen, listed as paused, exec refused; unpause.
     w.ok(&["pause", "pt"]);

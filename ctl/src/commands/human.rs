@@ -59,6 +59,19 @@ pub fn size_with_precision(bytes: f64, precision: usize) -> String {
     format!("{}{}", significant(v, precision), UNITS[unit])
 }
 
+/// A size in binary units with four significant digits, as Docker's `BytesSize` writes
+/// memory: "412KiB", "23.47GiB".
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{}{}", significant(v, 4), UNITS[unit])
+}
+
 /// Image and layer sizes in lists ("4.26MB").
 pub fn size(bytes: i64) -> String {
     size_with_precision(bytes as f64, 3)
@@ -159,6 +172,9 @@ mod tests {
         assert_eq!(size(1_500), "1.5kB");
         assert_eq!(total(4_261_234), "4.261MB");
         assert_eq!(total(16_430_000), "16.43MB");
+        assert_eq!(binary_size(412 * 1024), "412KiB");
+        assert_eq!(binary_size(25_232_932_864), "23.5GiB");
+        assert_eq!(binary_size(1023), "1023B");
     }
 
     #[test]

@@ -42,12 +42,15 @@ fn row(s: &ContainersStatsResponse) -> Vec<String> {
     let m = s.metrics.clone().unwrap_or_default();
     let mem = m.memory.unwrap_or_default();
     let pids = m.pids.unwrap_or_default();
-    let bin = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
     vec![
         s.id.chars().take(12).collect(),
         s.name.clone(),
         format!("{:.2}%", s.cpu_percent),
-        format!("{} / {}", bin(s.memory_usage_bytes), bin(mem.limit_bytes)),
+        format!(
+            "{} / {}",
+            human::binary_size(s.memory_usage_bytes),
+            human::binary_size(mem.limit_bytes)
+        ),
         format!("{:.2}%", s.memory_percent),
         net_io(&m),
         block_io(&m),
@@ -56,19 +59,21 @@ fn row(s: &ContainersStatsResponse) -> Vec<String> {
 }
 
 fn json(s: &ContainersStatsResponse) -> serde_json::Value {
-    let m = s.metrics.clone().unwrap_or_default();
-    let mem = m.memory.unwrap_or_default();
-    let pids = m.pids.unwrap_or_default();
+    // The table's cells under Docker's keys (all strings, as Docker writes them).
+    let [id, name, cpu, mem, mem_pct, net, block, pids]: [String; 8] = match row(s).try_into() {
+        Ok(cells) => cells,
+        Err(_) => return serde_json::Value::Null,
+    };
     serde_json::json!({
-        "ID": s.id.chars().take(12).collect::<String>(),
-        "Name": s.name,
-        "CPUPerc": format!("{:.2}%", s.cpu_percent),
-        "MemUsage": s.memory_usage_bytes,
-        "MemLimit": mem.limit_bytes,
-        "MemPerc": format!("{:.2}%", s.memory_percent),
-        "NetIO": net_io(&m),
-        "BlockIO": block_io(&m),
-        "PIDs": pids.current,
+        "BlockIO": block,
+        "CPUPerc": cpu,
+        "Container": name,
+        "ID": id,
+        "MemPerc": mem_pct,
+        "MemUsage": mem,
+        "Name": name,
+        "NetIO": net,
+        "PIDs": pids,
     })
 }
 
