@@ -102,6 +102,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// Rename a container
+    Rename(RenameArgs),
     /// Pause all processes within one or more containers
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -151,6 +153,8 @@ pub enum ContainerCommand {
     Exec(ExecArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(AttachArgs),
+    /// Rename a container
+    Rename(RenameArgs),
     /// Pause all processes within one or more containers
     Pause(ContainersArgs),
     /// Unpause all processes within one or more containers
@@ -759,6 +763,17 @@ pub struct AttachArgs {
     /// Container: name or id
     #[arg(value_name = "CONTAINER")]
     pub container: String,
+}
+
+/// `rename`
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// Container: name or id
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// Its new name
+    #[arg(value_name = "NEW_NAME")]
+    pub new_name: String,
 }
 
 /// `pause`, `unpause`

@@ -63,6 +63,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<()> {
         Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
             commands::containers::attach::attach(g, a).await
         }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            commands::containers::rename::rename(g, a).await
+        }
         Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
             commands::containers::pause::pause(g, a).await
         }

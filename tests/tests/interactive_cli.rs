@@ -415,6 +415,19 @@ async fn pause_top_stats_restart() {
     w.ok(&["pause", "pt"]);
     w.ok(&["stop", "-t", "1", "pt"]);
     assert_eq!(w.status("pt"), "exited");
+    // rename: the new name finds it, the old one is free; names stay unique and valid.
+    w.ok(&["rename", "pt", "pt2"]);
+    assert_eq!(w.status("pt2"), "exited");
+    assert!(!w.ctl(&["inspect", "pt"]).status.success());
+    w.create(&["--name", "other", IMG, "true"]);
+    let out = w.ctl(&["rename", "pt2", "other"]);
+    assert!(!out.status.success(), "a name in use was taken");
+    let out = w.ctl(&["rename", "pt2", "bad name"]);
+    assert!(
+        stderr(&out).contains("Invalid container name"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

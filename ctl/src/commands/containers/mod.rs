@@ -1,5 +1,5 @@
 //! Container commands: `run`, `create`, `start`, `stop`, `restart`, `kill`, `rm`, `ps`,
-//! `logs`, `wait`, `inspect`, `exec`, `attach`, `pause`, `unpause`, `top`, `stats`.
+//! `logs`, `wait`, `inspect`, `exec`, `attach`, `rename`, `pause`, `unpause`, `top`, `stats`.
 
 pub mod attach;
 pub mod exec;
@@ -9,6 +9,7 @@ pub mod logs;
 pub mod options;
 pub mod pause;
 pub mod ps;
+pub mod rename;
 pub mod rm;
 pub mod run;
 pub mod session;
