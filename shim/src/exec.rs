@@ -33,27 +33,43 @@ pub struct ExecConfig {
     pub seccomp: Option<Filter>,
 }
 
-impl ExecConfig {
-    /// Validates an OCI `process` object (the Exec request's JSON) and plans it, with the
-    /// container's spec for what is container-wide (seccomp). Returns warnings for the
-    /// caller to log with the container id.
-    pub fn new(process: &Process, container: &Spec) -> Result<(ExecConfig, Vec<String>)> {
-        spec::validate_process(process)?;
-        let (process, warnings) = ProcessConfig::new(process)?;
+/// What exec processes take from the container's spec (its seccomp filter, compiled).
+/// The task keeps this for the container's life instead of the whole spec, which is tens
+/// of KiB of heap per shim.
+#[derive(Debug, Clone, Default)]
+pub struct ExecBase {
+    seccomp: Option<Filter>,
+}
+
+impl ExecBase {
+    /// Takes from the container's spec what its exec processes share with the init.
+    pub fn new(container: &Spec) -> Result<ExecBase> {
         let seccomp = container
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().as_ref())
             .map(Filter::from_spec)
             .transpose()?;
+        Ok(ExecBase { seccomp })
+    }
+}
+
+impl ExecConfig {
+    /// Validates an OCI `process` object (the Exec request's JSON) and plans it, with
+    /// what is container-wide (seccomp). Returns warnings for the caller to log with the
+    /// container id.
+    pub fn new(process: &Process, base: &ExecBase) -> Result<(ExecConfig, Vec<String>)> {
+        spec::validate_process(process)?;
+        let (process, warnings) = ProcessConfig::new(process)?;
+        let seccomp = base.seccomp.clone();
         Ok((ExecConfig { process, seccomp }, warnings))
     }
 
     /// Parses the Exec request's `spec` bytes, then as [`ExecConfig::new`].
-    pub fn from_json(json: &[u8], container: &Spec) -> Result<(ExecConfig, Vec<String>)> {
+    pub fn from_json(json: &[u8], base: &ExecBase) -> Result<(ExecConfig, Vec<String>)> {
         let process: Process = serde_json::from_slice(json)
             .map_err(|e| Error::invalid(format!("exec process spec: {e}")))?;
-        ExecConfig::new(&process, container)
+        ExecConfig::new(&process, base)
     }
 }
 
@@ -160,7 +176,7 @@ mod tests {
     fn the_process_is_validated_like_the_inits() {
         let c = container(None);
         let refused = |v| {
-            ExecConfig::from_json(&process(v), &c)
+            ExecConfig::from_json(&process(v), &ExecBase::new(&c).unwrap())
                 .unwrap_err()
                 .to_string()
         };
@@ -168,9 +184,13 @@ mod tests {
         assert!(refused(json!({"cwd": "tmp"})).contains("cwd"));
         assert!(refused(json!({"env": ["NOEQUALS"]})).contains("NAME=VALUE"));
         assert!(refused(json!({"user": {"uid": 4294967295u32, "gid": 0}})).contains("above"));
-        let e = ExecConfig::from_json(b"{not json", &c).unwrap_err();
+        let e = ExecConfig::from_json(b"{not json", &ExecBase::new(&c).unwrap()).unwrap_err();
         assert!(matches!(e, Error::InvalidSpec(_)), "{e:?}");
-        let (cfg, _) = ExecConfig::from_json(&process(json!({"terminal": true})), &c).unwrap();
+        let (cfg, _) = ExecConfig::from_json(
+            &process(json!({"terminal": true})),
+            &ExecBase::new(&c).unwrap(),
+        )
+        .unwrap();
         assert!(cfg.process.terminal);
         assert!(cfg.seccomp.is_none());
     }
@@ -181,7 +201,8 @@ mod tests {
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
         })));
-        let (cfg, _) = ExecConfig::from_json(&process(json!({})), &c).unwrap();
+        let (cfg, _) =
+            ExecConfig::from_json(&process(json!({})), &ExecBase::new(&c).unwrap()).unwrap();
         let filter = cfg.seccomp.expect("a filter");
         assert_eq!(
             filter.verdict_for("mkdir", &[]),

@@ -11,6 +11,7 @@ use super::io::{self, Io, StdioSpec};
 use super::{blocking, Phase, Status, Task};
 use crate::container::{Container, CreateOptions};
 use crate::error::{Error, Result};
+use crate::exec::ExecBase;
 use crate::rootfs::MountSpec;
 use crate::spec::Bundle;
 use crate::state;
@@ -81,13 +82,15 @@ impl Task {
             let mut opts = CreateOptions::new(id);
             opts.rootfs_mounts = rootfs;
             opts.stdio = stdio;
+            // Of the spec, only this outlives the create.
+            let exec_base = ExecBase::new(&bundle.spec)?;
             let container = Container::create(&bundle, opts)?;
-            Ok((container, bundle.spec))
+            Ok((container, exec_base))
         })
         .await?;
         // On failure `io` is dropped here: the container's pipe ends are closed already,
         // so nothing is lost.
-        let (mut container, bundle_spec) = created?;
+        let (mut container, exec_base) = created?;
         if let Some(master) = container.take_console() {
             let size = spec
                 .console_size
@@ -113,7 +116,7 @@ impl Task {
         inner.exit = None;
         inner.exit_tx = watch::Sender::new(None);
         inner.io = Some(io);
-        inner.spec = Some(Arc::new(bundle_spec));
+        inner.exec_base = Some(Arc::new(exec_base));
         inner.execs = HashMap::new();
         tracing::info!(container = %self.id, pid, "created");
         Ok(pid)

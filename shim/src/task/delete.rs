@@ -61,7 +61,7 @@ impl Task {
         // Dropping the stdio closes the pipes and stops the copiers.
         inner.io = None;
         inner.execs.clear();
-        inner.spec = None;
+        inner.exec_base = None;
         inner.phase = Phase::Deleted;
         tracing::info!(container = %self.id, "deleted");
         Ok(exit)

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::wait::WaitStatus;
-use oci_spec::runtime::Spec;
 use tokio::sync::{watch, MutexGuard};
 
 use super::io::{self, Io, StdioSpec};
@@ -158,8 +157,8 @@ impl Task {
                 spec.exec_id, self.id
             )));
         }
-        let container_spec: Arc<Spec> = inner.spec.clone().ok_or_else(|| self.not_created())?;
-        let (config, warnings) = ExecConfig::from_json(&spec.spec, &container_spec)?;
+        let base = inner.exec_base.clone().ok_or_else(|| self.not_created())?;
+        let (config, warnings) = ExecConfig::from_json(&spec.spec, &base)?;
         if config.process.terminal != spec.terminal {
             return Err(Error::InvalidArgument(format!(
                 "exec {:?}: the request's terminal ({}) and the process spec's ({}) disagree",

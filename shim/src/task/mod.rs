@@ -31,12 +31,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use oci_spec::runtime::Spec;
 use tokio::sync::{watch, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::container::Container;
 use crate::error::{Error, Result};
+use crate::exec::ExecBase;
 use crate::state::ExitRecord;
 
 pub use service::TaskService;
@@ -73,8 +73,8 @@ struct Inner {
     /// Publishes the exit once it is on disk; replaced at each Create.
     exit_tx: watch::Sender<Option<ExitRecord>>,
     io: Option<io::Io>,
-    /// The container's spec, for what exec processes share with the init (seccomp).
-    spec: Option<Arc<Spec>>,
+    /// What exec processes share with the init (seccomp), from the container's spec.
+    exec_base: Option<Arc<ExecBase>>,
     /// Exec processes by id.
     execs: HashMap<String, exec::ExecProcess>,
 }
@@ -119,7 +119,7 @@ impl Task {
                 exit: None,
                 exit_tx: watch::Sender::new(None),
                 io: None,
-                spec: None,
+                exec_base: None,
                 execs: HashMap::new(),
             })),
             reap_lock: Arc::new(Mutex::new(())),
