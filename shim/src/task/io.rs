@@ -64,12 +64,12 @@ type StdinSlot = Arc<Mutex<Option<Sink>>>;
 pub(super) struct Io {
     stdin: StdinSlot,
     stdin_once: bool,
-    /// Weak: the copiers hold the only strong senders, so the channel closes (and attached
-    /// streams end) exactly when every output reached EOF.
-    output: broadcast::WeakSender<Frame>,
-    /// With a terminal, the strong sender until the master arrives and its copier takes
-    /// it (attached clients wait meanwhile).
-    pending_output: Option<broadcast::Sender<Frame>>,
+    /// Attached clients' output; the copiers are its producers, so it closes (and
+    /// attached streams end) exactly when every output reached EOF.
+    output: Arc<Fanout>,
+    /// With a terminal, the producer until the master arrives and its copier takes it
+    /// (attached clients wait meanwhile).
+    pending_output: Option<Producer>,
     log: Option<SharedLog>,
     terminal: bool,
     /// Publishes the master to stdin writers.
@@ -106,11 +106,11 @@ impl Io {
             .map(JsonFileWriter::open)
             .transpose()?
             .map(|w| Arc::new(std::sync::Mutex::new(w)));
-        let (tx, _) = broadcast::channel(ATTACH_BUFFER);
+        let output = Arc::new(Fanout::default());
         let mut io = Io {
             stdin: Arc::new(Mutex::new(None)),
             stdin_once: spec.stdin_once,
-            output: tx.downgrade(),
+            output: output.clone(),
             pending_output: None,
             log,
             terminal,
@@ -126,7 +126,7 @@ impl Io {
                 io.stdin = Arc::new(Mutex::new(Some(Sink::Tty(master_rx))));
             }
             io.master_tx = Some(master_tx);
-            io.pending_output = Some(tx);
+            io.pending_output = Some(Producer::new(&output));
             let stdio = Stdio {
                 stdin: Some(dev_null()?),
                 stdout: Some(dev_null()?),
@@ -148,7 +148,7 @@ impl Io {
         for (stream, fd) in [(Stream::Stdout, out_r), (Stream::Stderr, err_r)] {
             let rx = pipe::Receiver::from_owned_fd(fd)
                 .map_err(|e| Error::io(format!("register the {} pipe", stream.name()), e))?;
-            io.spawn_copier(stream, Source::Pipe(rx), tx.clone());
+            io.spawn_copier(stream, Source::Pipe(rx), Producer::new(&output));
         }
         io.copiers.close();
         let stdio = Stdio {
@@ -159,7 +159,7 @@ impl Io {
         Ok((io, stdio))
     }
 
-    fn spawn_copier(&mut self, stream: Stream, source: Source, tx: broadcast::Sender<Frame>) {
+    fn spawn_copier(&mut self, stream: Stream, source: Source, tx: Producer) {
         let h = self
             .copiers
             .spawn(copy(stream, source, self.log.clone(), tx, self.id.clone()));
@@ -254,7 +254,7 @@ impl Io {
         let output = if stopped {
             None
         } else {
-            self.output.upgrade().map(|tx| tx.subscribe())
+            self.output.subscribe()
         };
         Ok(Attachment {
             output,
@@ -291,6 +291,74 @@ impl Drop for Io {
     }
 }
 
+/// The channel that broadcasts output to attached clients. Nobody attached is the normal
+/// case: the channel (its [`ATTACH_BUFFER`] slots) exists only while someone is, and is
+/// made again for the next client (who, as with one channel, sees only what comes after
+/// it attached).
+#[derive(Default)]
+struct Fanout {
+    state: std::sync::Mutex<FanoutState>,
+}
+
+#[derive(Default)]
+struct FanoutState {
+    /// Live [`Producer`]s; at 0 the output is over.
+    producers: usize,
+    tx: Option<broadcast::Sender<Frame>>,
+}
+
+impl Fanout {
+    fn state(&self) -> std::sync::MutexGuard<'_, FanoutState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A client's receiver; `None` once the output is over.
+    fn subscribe(&self) -> Option<broadcast::Receiver<Frame>> {
+        let mut s = self.state();
+        if s.producers == 0 {
+            return None;
+        }
+        let tx =
+            s.tx.get_or_insert_with(|| broadcast::channel(ATTACH_BUFFER).0);
+        Some(tx.subscribe())
+    }
+}
+
+/// A source of output for a [`Fanout`]: when the last one is dropped, attached clients'
+/// streams end (after what was sent before).
+struct Producer(Arc<Fanout>);
+
+impl Producer {
+    fn new(fanout: &Arc<Fanout>) -> Producer {
+        fanout.state().producers += 1;
+        Producer(fanout.clone())
+    }
+
+    /// Sends a frame (made only if someone is attached); the channel goes once its last
+    /// client has.
+    fn send(&self, frame: impl FnOnce() -> Frame) {
+        let mut s = self.0.state();
+        match &s.tx {
+            Some(tx) if tx.receiver_count() > 0 => {
+                let _ = tx.send(frame());
+            }
+            Some(_) => s.tx = None,
+            None => {}
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.producers -= 1;
+        if s.producers == 0 {
+            // Receivers still get what is buffered, then the end.
+            s.tx = None;
+        }
+    }
+}
+
 /// What a copier reads.
 enum Source {
     Pipe(pipe::Receiver),
@@ -310,7 +378,7 @@ async fn copy(
     stream: Stream,
     mut rx: Source,
     log: Option<SharedLog>,
-    frames: broadcast::Sender<Frame>,
+    frames: Producer,
     id: String,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
@@ -327,13 +395,10 @@ async fn copy(
             }
         };
         let now = SystemTime::now();
-        // Nobody attached is the normal case: no copy then.
-        if frames.receiver_count() > 0 {
-            let _ = frames.send(Frame {
-                stream,
-                data: Bytes::copy_from_slice(&buf[..n]),
-            });
-        }
+        frames.send(|| Frame {
+            stream,
+            data: Bytes::copy_from_slice(&buf[..n]),
+        });
         if let Some(log) = &log {
             let mut w = log.lock().unwrap_or_else(|p| p.into_inner());
             split.push(&buf[..n], |line| {
