@@ -25,8 +25,12 @@ use crate::process::Stdio;
 /// Frames buffered per attached client before it starts losing output (it lags; the log
 /// file still gets everything, and the container is never slowed by a slow client).
 const ATTACH_BUFFER: usize = 256;
-/// Bytes read from a pipe at once.
+/// Bytes read from a pipe at once, at most: the read buffer starts at [`FIRST_CHUNK`] and
+/// grows to this when a read fills it.
 const READ_CHUNK: usize = 32 * 1024;
+/// The read buffer's first size. It is allocated at the first output: most containers
+/// write little or nothing once started, and there are two copiers per container.
+const FIRST_CHUNK: usize = 4 * 1024;
 
 /// How a process's stdio is set up.
 #[derive(Debug, Clone, Default)]
@@ -366,6 +370,14 @@ enum Source {
 }
 
 impl Source {
+    /// Waits until a read would not block (output or the end is there).
+    async fn readable(&self) -> io::Result<()> {
+        match self {
+            Source::Pipe(p) => p.readable().await,
+            Source::Tty(m) => m.readable().await,
+        }
+    }
+
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Source::Pipe(p) => p.read(buf).await,
@@ -381,10 +393,19 @@ async fn copy(
     frames: Producer,
     id: String,
 ) {
-    let mut buf = vec![0u8; READ_CHUNK];
+    let mut buf = Vec::new();
     let mut split = LineSplitter::default();
     let mut failing = false;
     loop {
+        if buf.is_empty() {
+            match rx.readable().await {
+                Ok(()) => buf = vec![0u8; FIRST_CHUNK],
+                Err(e) => {
+                    tracing::warn!(container = %id, stream = stream.name(), error = %e, "reading container output");
+                    break;
+                }
+            }
+        }
         let n = match rx.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
@@ -404,6 +425,10 @@ async fn copy(
             split.push(&buf[..n], |line| {
                 record(&mut w, stream, line, now, &mut failing, &id)
             });
+        }
+        if n == buf.len() && n < READ_CHUNK {
+            // A full buffer: more is coming; read it in fewer, larger pieces.
+            buf.resize(READ_CHUNK, 0);
         }
     }
     if let Some(log) = &log {

@@ -35,6 +35,11 @@ impl Master {
         Ok(Master { fd })
     }
 
+    /// Waits until a read would not block.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.fd.readable().await.map(drop)
+    }
+
     /// Reads output; `Ok(0)` at the end. The end of a terminal is EIO: every holder of
     /// the slave has closed it (the process and whatever it started have exited).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
