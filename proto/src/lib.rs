@@ -1,5 +1,6 @@
 //! berth's gRPC API. The `.proto` files under `berth/` are the reference; this crate holds
-//! only the code generated from them and the encoded descriptor set for reflection.
+//! the code generated from them, the encoded descriptor set for reflection, and [`words`]:
+//! how the engine and berthctl both word API values for people.
 
 // The doc comments below are generated from the .proto comments, which write placeholders
 // such as "sha256:<hex>" and "<root>/volumes/<name>" for readers in every language.
@@ -7,6 +8,8 @@
 // Stream oneofs pair a large first message (options, results) with small data chunks; boxing
 // the large variant would only make every caller write Box::new.
 #![allow(clippy::large_enum_variant)]
+
+pub mod words;
 
 /// Encoded `FileDescriptorSet` of every berth `.proto`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -39,37 +39,7 @@ fn ago(t: Option<&prost_types::Timestamp>) -> String {
         .and_then(|t| SystemTime::try_from(*t).ok())
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
-    human_duration(d)
-}
-
-/// A duration as Docker words it in `ps` ("3 seconds", "About a minute", "2 hours").
-pub fn human_duration(d: std::time::Duration) -> String {
-    let seconds = d.as_secs();
-    let minutes = seconds / 60;
-    let hours = ((d.as_secs_f64() / 3600.0) + 0.5) as u64;
-    if seconds < 1 {
-        "Less than a second".into()
-    } else if seconds == 1 {
-        "1 second".into()
-    } else if seconds < 60 {
-        format!("{seconds} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", seconds / 3600 / 24 / 365)
-    }
+    berth_proto::words::duration(d)
 }
 
 /// The STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created".
