@@ -580,9 +580,8 @@ pub struct RunArgs {
     /// Proxy received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
-    /// Override the key sequence for detaching a container
-    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
-    pub detach_keys: String,
+    #[command(flatten)]
+    pub keys: DetachKeys,
     #[command(flatten)]
     pub options: ContainerOptions,
 }
@@ -603,9 +602,8 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
-    /// Override the key sequence for detaching a container
-    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
-    pub detach_keys: String,
+    #[command(flatten)]
+    pub keys: DetachKeys,
     /// Containers: names or ids
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -707,6 +705,14 @@ pub struct LogsArgs {
     pub container: String,
 }
 
+/// `--detach-keys`, for the commands that attach a terminal.
+#[derive(Debug, Args)]
+pub struct DetachKeys {
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
+    pub detach_keys: String,
+}
+
 /// `exec`
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -734,9 +740,8 @@ pub struct ExecArgs {
     /// Give extended privileges to the command
     #[arg(long)]
     pub privileged: bool,
-    /// Override the key sequence for detaching a container
-    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
-    pub detach_keys: String,
+    #[command(flatten)]
+    pub keys: DetachKeys,
     /// The container, then the command and its arguments
     #[arg(
         value_name = "CONTAINER COMMAND [ARG...]",
@@ -757,9 +762,8 @@ pub struct AttachArgs {
     /// Proxy all received signals to the process
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub sig_proxy: bool,
-    /// Override the key sequence for detaching a container
-    #[arg(long = "detach-keys", value_name = "KEYS", default_value = "")]
-    pub detach_keys: String,
+    #[command(flatten)]
+    pub keys: DetachKeys,
     /// Container: name or id
     #[arg(value_name = "CONTAINER")]
     pub container: String,

@@ -102,7 +102,7 @@ pub async fn attach(global: &Global, args: &AttachArgs) -> anyhow::Result<()> {
         tty: config.tty,
     };
     terminal::check_tty_input(local.tty, local.stdin)?;
-    let session = open(global, &mut c, &details.id, local, &args.detach_keys).await?;
+    let session = open(global, &mut c, &details.id, local, &args.keys.detach_keys).await?;
     match session.run(global, &c, &details.id, args.sig_proxy).await? {
         Outcome::Exited(s) if s.exit_code != 0 => Err(Exit(s.exit_code.clamp(0, 255) as u8).into()),
         Outcome::Detached => {

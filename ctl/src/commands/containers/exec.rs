@@ -30,7 +30,7 @@ pub async fn exec(global: &Global, args: &ExecArgs) -> anyhow::Result<()> {
         detach: args.detach,
         privileged: args.privileged,
         console_size: if args.tty { terminal::size() } else { None },
-        detach_keys: args.detach_keys.clone(),
+        detach_keys: args.keys.detach_keys.clone(),
     };
     let mut c = client(global).await?;
     let (tx, rx) = mpsc::channel(64);

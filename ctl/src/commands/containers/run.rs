@@ -251,7 +251,7 @@ pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
     let (logs, session) = if args.detach {
         (None, None)
     } else if attach_mode {
-        let s = super::attach::open(global, &mut c, &id, local, &args.detach_keys).await?;
+        let s = super::attach::open(global, &mut c, &id, local, &args.keys.detach_keys).await?;
         (None, Some(s))
     } else {
         (Some(open_logs(global, &mut c, &id, None).await?), None)

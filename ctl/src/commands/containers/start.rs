@@ -45,7 +45,7 @@ pub async fn start(global: &Global, args: &StartArgs) -> anyhow::Result<()> {
         .is_some_and(|l| l.driver == "none");
     let code = if local.stdin || local.tty || unlogged {
         terminal::check_tty_input(local.tty, local.stdin)?;
-        let session = attach::open(global, &mut c, &id, local, &args.detach_keys).await?;
+        let session = attach::open(global, &mut c, &id, local, &args.keys.detach_keys).await?;
         c.start(ContainersStartRequest { id: id.clone() })
             .await
             .map_err(|s| call_error(global, s))?;
