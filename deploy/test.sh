@@ -122,6 +122,23 @@ info "BERTH_PYTHON=$BERTH_PYTHON ($("$BERTH_PYTHON" -c 'import grpc; print("grpc
 info "CI=${CI:-<unset>}"
 
 # ---------------------------------------------------------------------------------------
+section "Disk"
+# A fresh clone's debug build and test binaries take ~4 GiB. A full disk shows up as a link
+# error deep in cargo's output, so say it plainly first. CI builds once: incremental caches
+# would only double the target directory there.
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+mkdir -p "$TARGET_DIR"
+free_kib=$(df -Pk "$TARGET_DIR" | awk 'NR == 2 { print $4 }')
+info "free under $TARGET_DIR: $((free_kib / 1024)) MiB"
+if [ "$free_kib" -lt $((4 * 1024 * 1024)) ]; then
+    info "warning: less than 4 GiB free; the build may fail with 'No space left on device'"
+fi
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+    info "CARGO_INCREMENTAL=0 (CI)"
+fi
+
+# ---------------------------------------------------------------------------------------
 run "cargo fmt --check" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 run "cargo build --bins" cargo build --workspace --bins
