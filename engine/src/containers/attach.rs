@@ -36,6 +36,19 @@ type Joined = std::result::Result<(Streaming<shim::AttachResponse>, TaskClient<C
 pub struct PendingAttach {
     requests: ShimRequests,
     reply: oneshot::Sender<Joined>,
+    /// The client's terminal size (TTY containers only).
+    console_size: Option<ConsoleSize>,
+}
+
+/// The terminal size the container's pty starts with: that of the last client waiting for
+/// this start. A resize after Start would race the process's first look at its terminal.
+pub fn pending_console_size(live: &Live) -> Option<ConsoleSize> {
+    let pending = live.pending.lock().unwrap_or_else(|p| p.into_inner());
+    pending
+        .iter()
+        .rev()
+        .filter(|p| !p.reply.is_closed())
+        .find_map(|p| p.console_size)
 }
 
 /// Joins the clients waiting for this start to the shim's stdio; called by Start once the
@@ -297,7 +310,15 @@ pub async fn attach(
             }
             _ => {
                 let (reply, rx) = oneshot::channel();
-                add_pending(&live, PendingAttach { requests, reply });
+                let console_size = opts.console_size.filter(|_| config.tty);
+                add_pending(
+                    &live,
+                    PendingAttach {
+                        requests,
+                        reply,
+                        console_size,
+                    },
+                );
                 Source::AtStart(rx)
             }
         }

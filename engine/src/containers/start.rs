@@ -128,7 +128,7 @@ pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> R
                     max_files: log.max_files,
                 }),
             }),
-            console_size: None,
+            console_size: super::attach::pending_console_size(live),
         })
         .await?;
         super::attach::join_pending(live, &task).await;
