@@ -386,12 +386,9 @@ fn resources(
         ));
     }
     if c.memory > 0 {
-        let mut memory = c.memory;
+        let memory = c.memory;
         if memory < MIN_MEMORY {
-            warnings.push(format!(
-                "memory limit {memory} bytes is below the minimum of 6 MiB: raised to 6 MiB"
-            ));
-            memory = MIN_MEMORY;
+            return Err(invalid("Minimum memory limit allowed is 6MB"));
         }
         let mut m = LinuxMemoryBuilder::default().limit(memory);
         let swap = match c.memory_swap {
@@ -424,7 +421,8 @@ fn resources(
         return Err(invalid("--cpus must not be negative"));
     }
     if c.nano_cpus > 0 {
-        if c.nano_cpus > host.cpus as i64 * 1_000_000_000 {
+        // Below 0.01 the CFS quota would be under the kernel's 1 ms minimum.
+        if !(10_000_000..=host.cpus as i64 * 1_000_000_000).contains(&c.nano_cpus) {
             return Err(invalid(format!(
                 "Range of CPUs is from 0.01 to {}.00, as there are only {} CPUs available",
                 host.cpus, host.cpus
@@ -1045,11 +1043,19 @@ mod tests {
     }
 
     #[test]
-    fn small_memory_is_raised_with_a_warning() {
+    fn limits_below_the_kernels_minimums_are_refused_as_docker_does() {
         let mut c = base();
         c.memory = 1 << 20;
-        let b = build_with(&c).unwrap();
-        assert!(b.warnings[0].contains("6 MiB"));
+        assert!(build_with(&c).unwrap_err().to_string().contains("6MB"));
+        c.memory = 6 << 20;
+        assert!(build_with(&c).is_ok());
+        c.nano_cpus = 9_000_000;
+        assert!(build_with(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("Range of CPUs is from 0.01"));
+        c.nano_cpus = 10_000_000;
+        assert!(build_with(&c).is_ok());
     }
 
     #[test]

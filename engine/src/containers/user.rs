@@ -213,7 +213,9 @@ pub fn resolve_with(
             "group id {gid} is above {MAX_ID}"
         )));
     }
-    let mut additional = Vec::new();
+    // As Docker: the primary group is also a supplementary one (`id` shows
+    // `groups=0(root)`), so dropping to it with setgroups elsewhere keeps its access.
+    let mut additional = vec![gid];
     // With an explicit group, Docker (runc) does not add the user's other groups.
     if g.is_none() {
         if let Some(e) = entry {
@@ -268,20 +270,20 @@ mod tests {
             Resolved {
                 uid: 0,
                 gid: 0,
-                additional_gids: vec![],
+                additional_gids: vec![0],
                 home: "/root".into()
             }
         );
         let u = r("user").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1000, 1000, "/home/user"));
-        assert_eq!(u.additional_gids, [10]);
+        assert_eq!(u.additional_gids, [1000, 10]);
         let u = r("1000").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
         let u = r("1234").unwrap();
         assert_eq!((u.uid, u.gid, u.home.as_str()), (1234, 0, "/"));
         let u = r("user:nogroup").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 65534));
-        assert!(u.additional_gids.is_empty());
+        assert_eq!(u.additional_gids, [65534]);
         let u = r("1000:5").unwrap();
         assert_eq!((u.uid, u.gid), (1000, 5));
         assert!(r("nosuch")
@@ -298,7 +300,7 @@ mod tests {
             Some(GROUP),
         )
         .unwrap();
-        assert_eq!(u.additional_gids, [10, 77]);
+        assert_eq!(u.additional_gids, [0, 10, 77]);
     }
 
     #[test]

@@ -319,6 +319,10 @@ impl Applier<'_> {
         }
 
         match kind {
+            // Docker and containerd skip the root entry: the snapshot's own root (0755,
+            // root-owned) stays, whatever the directory a layer was tarred from.
+            EntryType::Directory if path.is_root() => Ok(()),
+            EntryType::Regular if old_style_dir && path.is_root() => Ok(()),
             EntryType::Directory => self.dir(&path, &meta),
             EntryType::Regular if old_style_dir => self.dir(&path, &meta),
             _ if path.is_root() => Err(Fail::Refused(
