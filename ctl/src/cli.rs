@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::template::ListFormat;
+
 /// Default engine address.
 pub const DEFAULT_HOST: &str = "unix:///run/berth/engine.sock";
 
@@ -220,9 +222,10 @@ pub struct ImagesArgs {
     /// Filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
-    /// Output format (json: one object per line)
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
+    /// Output format: table, json (one object per line), a Go template
+    /// ('{{.ID}}\t{{.Names}}'), or 'table TEMPLATE'
+    #[arg(long, value_parser = ListFormat::parse, default_value = "table")]
+    pub format: ListFormat,
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
@@ -237,9 +240,10 @@ pub struct ImageInspectArgs {
     /// Images: names or ids
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
-    /// Output format (always a JSON array; accepted for symmetry with other commands)
-    #[arg(short, long, value_enum, default_value_t = Format::Json)]
-    pub format: Format,
+    /// Format the output with a Go template ('{{.Id}}'); json (the default) prints a JSON
+    /// array
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// `pull`, `image pull`
@@ -662,9 +666,10 @@ pub struct PsArgs {
     /// Filter: status=, name=, id=, label=, ancestor=, exited=
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
-    /// Output format (json: one object per line)
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
+    /// Output format: table, json (one object per line), a Go template
+    /// ('{{.ID}}\t{{.Names}}'), or 'table TEMPLATE'
+    #[arg(long, value_parser = ListFormat::parse, default_value = "table")]
+    pub format: ListFormat,
     /// Show n last created containers (includes all states)
     #[arg(short = 'n', long = "last", value_name = "N")]
     pub last: Option<u32>,
@@ -846,6 +851,10 @@ pub struct InspectArgs {
     /// Display total file sizes (containers)
     #[arg(short, long)]
     pub size: bool,
+    /// Format the output with a Go template ('{{.State.Status}}'); json (the default)
+    /// prints a JSON array
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Containers or images: names or ids
     #[arg(required = true, value_name = "NAME|ID")]
     pub names: Vec<String>,
@@ -857,6 +866,10 @@ pub struct ContainerInspectArgs {
     /// Display total file sizes
     #[arg(short, long)]
     pub size: bool,
+    /// Format the output with a Go template ('{{.State.Pid}}'); json (the default) prints
+    /// a JSON array
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Containers: names or ids
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,

@@ -1,6 +1,6 @@
 //! berthctl's container commands end to end, as root, with real containers: run (attached,
 //! detached, --rm, exit codes, -e/-w/--hostname/-u), ps, logs, stop, kill, wait, rm,
-//! inspect, name conflicts, live restore across an engine SIGKILL, a shim SIGKILL, and the
+//! inspect, `--format` Go templates, name conflicts, live restore across an engine SIGKILL, a shim SIGKILL, and the
 //! engine's bundle under Debian's runc. After every test no container mount, cgroup or shim
 //! process is left.
 
@@ -123,6 +123,58 @@ async fn detached_containers_list_log_stop_and_remove() {
     let json: Value = serde_json::from_str(w.ok(&["ps", "--format", "json"]).trim()).unwrap();
     assert_eq!(json["Names"], "web");
     assert_eq!(json["State"], "running");
+    // Docker's Go templates, `\t` written as two characters, and `table` with a header.
+    assert_eq!(
+        w.ok(&["ps", "--format", "{{.Names}}\\t{{.State}}\\t{{.Labels}}"]),
+        "web\trunning\tapp=demo\n"
+    );
+    let table = w.ok(&["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    assert_eq!(
+        table,
+        format!("CONTAINER ID   NAMES\n{}   web\n", &id[..12])
+    );
+    assert_eq!(
+        w.ok(&[
+            "inspect",
+            "-f",
+            "{{.Name}} {{.State.Status}} {{.Config.Labels}}",
+            "web"
+        ]),
+        "/web running map[app:demo]\n"
+    );
+    assert_eq!(
+        w.ok(&[
+            "container",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            &id
+        ]),
+        "{\"app\":\"demo\"}\n"
+    );
+    assert_eq!(
+        w.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+        format!("{IMG}\n")
+    );
+    assert_eq!(
+        w.ok(&["image", "inspect", "-f", "{{.RepoTags}}", IMG]),
+        format!("[{IMG}]\n")
+    );
+    // A bad template fails before anything is asked; a missing field is an error.
+    let out = w.ctl(&["ps", "--format", "{{.Names"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("template parsing error"),
+        "{}",
+        stderr(&out)
+    );
+    let out = w.ctl(&["inspect", "-f", "{{.Nope}}", "web"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("map has no entry for key \"Nope\""),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         w.ok(&["ps", "-q", "--filter", "label=app=demo"]).trim(),
         &id[..12]

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use crate::cli::{
     Format, Global, HistoryArgs, ImageInspectArgs, ImagesArgs, PruneArgs, RmiArgs, TagArgs,
 };
+use crate::commands::template::{self, ListFormat};
 use crate::commands::{human, Reported};
 use crate::connection::{call_error, connect};
 
@@ -33,6 +34,21 @@ fn report(failed: &mut bool, message: &str) {
     eprintln!("berthctl: {message}");
     *failed = true;
 }
+
+/// Column titles of `images --format 'table …'` (Docker's).
+const HEADERS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "SIZE"),
+];
 
 /// Prints JSON values one per line, as Docker's `--format json` does for lists.
 fn json_lines(values: &[Value]) {
@@ -115,52 +131,48 @@ pub async fn list(global: &Global, args: &ImagesArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match args.format {
-        Format::Json => {
-            let mut lines = Vec::new();
-            for i in &images {
-                for (repo, tag, digest) in rows(i) {
-                    lines.push(json!({
-                        "Containers": count(i.containers),
-                        "CreatedAt": human::created_at(i.created.as_ref()),
-                        "CreatedSince": human::ago(i.created.as_ref()),
-                        "Digest": digest,
-                        "ID": human::image_id(&i.id, args.no_trunc),
-                        "Repository": repo,
-                        "SharedSize": shared(i.shared_size),
-                        "Size": human::size(i.size),
-                        "Tag": tag,
-                        "UniqueSize": unique(i),
-                        "VirtualSize": human::total(i.size.max(0) as u64),
-                    }));
-                }
+    if args.format != ListFormat::Table {
+        let mut lines = Vec::new();
+        for i in &images {
+            for (repo, tag, digest) in rows(i) {
+                lines.push(json!({
+                    "Containers": count(i.containers),
+                    "CreatedAt": human::created_at(i.created.as_ref()),
+                    "CreatedSince": human::ago(i.created.as_ref()),
+                    "Digest": digest,
+                    "ID": human::image_id(&i.id, args.no_trunc),
+                    "Repository": repo,
+                    "SharedSize": shared(i.shared_size),
+                    "Size": human::size(i.size),
+                    "Tag": tag,
+                    "UniqueSize": unique(i),
+                    "VirtualSize": human::total(i.size.max(0) as u64),
+                }));
             }
-            json_lines(&lines);
         }
-        Format::Table => {
-            let mut header = vec!["REPOSITORY", "TAG"];
+        return template::print_list(&args.format, &lines, HEADERS);
+    }
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if args.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for i in &images {
+        for (repo, tag, digest) in rows(i) {
+            let mut row = vec![repo, tag];
             if args.digests {
-                header.push("DIGEST");
+                row.push(digest);
             }
-            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-            let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-            for i in &images {
-                for (repo, tag, digest) in rows(i) {
-                    let mut row = vec![repo, tag];
-                    if args.digests {
-                        row.push(digest);
-                    }
-                    row.extend([
-                        human::image_id(&i.id, args.no_trunc),
-                        human::ago(i.created.as_ref()),
-                        human::size(i.size),
-                    ]);
-                    table.push(row);
-                }
-            }
-            print!("{}", human::table(&table));
+            row.extend([
+                human::image_id(&i.id, args.no_trunc),
+                human::ago(i.created.as_ref()),
+                human::size(i.size),
+            ]);
+            table.push(row);
         }
     }
+    print!("{}", human::table(&table));
     Ok(())
 }
 
@@ -194,6 +206,7 @@ pub fn unique(i: &ImageSummary) -> String {
 /// `image inspect` / `inspect`: a JSON array of Docker-compatible objects. Images that do not
 /// exist are reported on stderr after the array, and make the exit status 1.
 pub async fn inspect(global: &Global, args: &ImageInspectArgs) -> anyhow::Result<()> {
+    let template = super::containers::inspect::template_of(args.format.as_deref())?;
     let mut c = client(global).await?;
     let mut found = Vec::new();
     let mut errors = Vec::new();
@@ -213,15 +226,7 @@ pub async fn inspect(global: &Global, args: &ImageInspectArgs) -> anyhow::Result
             Err(s) => errors.push(s.message().to_string()),
         }
     }
-    println!("{}", pretty(&Value::Array(found))?);
-    let mut failed = false;
-    for e in errors {
-        report(&mut failed, &e);
-    }
-    if failed {
-        return Err(Reported.into());
-    }
-    Ok(())
+    super::containers::inspect::finish(found, errors, template.as_ref())
 }
 
 /// `tag`

@@ -11,6 +11,7 @@ pub mod login;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod template;
 pub mod transfer;
 pub mod version;
 

@@ -6,12 +6,33 @@ use serde_json::Value;
 use super::client;
 use crate::cli::{ContainerInspectArgs, Global, InspectArgs, ObjectType};
 use crate::commands::images::{self, pretty};
+use crate::commands::template::GoTemplate;
 use crate::commands::Reported;
 use crate::connection::call_error;
 
-/// Prints the objects found as one JSON array, then the errors; fails when any failed.
-fn finish(found: Vec<Value>, errors: Vec<String>) -> anyhow::Result<()> {
-    println!("{}", pretty(&Value::Array(found))?);
+/// The template of `-f/--format`, checked before any call; `None` for the JSON array.
+pub fn template_of(format: Option<&str>) -> anyhow::Result<Option<GoTemplate>> {
+    match format.map(str::trim) {
+        None | Some("") | Some("json") => Ok(None),
+        Some(t) => GoTemplate::parse(t).map(Some).map_err(anyhow::Error::msg),
+    }
+}
+
+/// Prints the objects found, as one JSON array or each through the template, then the
+/// errors; fails when any failed.
+pub fn finish(
+    found: Vec<Value>,
+    errors: Vec<String>,
+    template: Option<&GoTemplate>,
+) -> anyhow::Result<()> {
+    match template {
+        None => println!("{}", pretty(&Value::Array(found))?),
+        Some(t) => {
+            for object in &found {
+                println!("{}", t.render(object)?);
+            }
+        }
+    }
     for e in &errors {
         eprintln!("berthctl: {e}");
     }
@@ -25,6 +46,7 @@ fn finish(found: Vec<Value>, errors: Vec<String>) -> anyhow::Result<()> {
 /// `inspect [--type container|image] NAME...`: each name is looked up as a container,
 /// then as an image.
 pub async fn inspect(global: &Global, args: &InspectArgs) -> anyhow::Result<()> {
+    let template = template_of(args.format.as_deref())?;
     let mut containers = client(global).await?;
     let mut imgs = images::client(global).await?;
     let mut found = Vec::new();
@@ -72,11 +94,12 @@ pub async fn inspect(global: &Global, args: &InspectArgs) -> anyhow::Result<()> 
             Err(s) => errors.push(s.message().to_string()),
         }
     }
-    finish(found, errors)
+    finish(found, errors, template.as_ref())
 }
 
 /// `container inspect CONTAINER...`
 pub async fn container(global: &Global, args: &ContainerInspectArgs) -> anyhow::Result<()> {
+    let template = template_of(args.format.as_deref())?;
     let mut c = client(global).await?;
     let mut found = Vec::new();
     let mut errors = Vec::new();
@@ -93,5 +116,5 @@ pub async fn container(global: &Global, args: &ContainerInspectArgs) -> anyhow::
             Err(s) => errors.push(s.message().to_string()),
         }
     }
-    finish(found, errors)
+    finish(found, errors, template.as_ref())
 }

@@ -4,8 +4,9 @@ use berth_proto::engine::v1::{ContainerStatus, ContainerSummary, ContainersListR
 use serde_json::json;
 
 use super::client;
-use crate::cli::{Format, Global, PsArgs};
+use crate::cli::{Global, PsArgs};
 use crate::commands::human;
+use crate::commands::template::{self, ListFormat};
 use crate::connection::call_error;
 
 /// Twelve characters of a container id, or all of it.
@@ -54,6 +55,24 @@ fn state(c: &ContainerSummary) -> &'static str {
     }
 }
 
+/// Column titles of `--format 'table …'` (Docker's).
+const HEADERS: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Mounts", "MOUNTS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("Size", "SIZE"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+];
+
 /// `ps [-a] [-q] [--filter K=V] [--format json] [--no-trunc] [-n N] [-l] [-s]`
 pub async fn ps(global: &Global, args: &PsArgs) -> anyhow::Result<()> {
     let limit = if args.latest {
@@ -79,65 +98,62 @@ pub async fn ps(global: &Global, args: &PsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match args.format {
-        Format::Json => {
-            for c in &containers {
+    if args.format != ListFormat::Table {
+        let rows: Vec<_> = containers
+            .iter()
+            .map(|c| {
                 let mut labels: Vec<String> =
                     c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 labels.sort();
-                println!(
-                    "{}",
-                    json!({
-                        "Command": command(c, args.no_trunc),
-                        "CreatedAt": human::created_at(c.created.as_ref()),
-                        "ID": short(&c.id, args.no_trunc),
-                        "Image": image(c, args.no_trunc),
-                        "Labels": labels.join(","),
-                        "LocalVolumes": "0",
-                        "Mounts": c.mounts.join(","),
-                        "Names": c.name,
-                        "Networks": c.networks.join(","),
-                        "Ports": "",
-                        "RunningFor": human::ago(c.created.as_ref()),
-                        "Size": if args.size { size(c) } else { "0B".into() },
-                        "State": state(c),
-                        "Status": c.status_text,
-                    })
-                );
-            }
-        }
-        Format::Table => {
-            let mut header = vec![
-                "CONTAINER ID",
-                "IMAGE",
-                "COMMAND",
-                "CREATED",
-                "STATUS",
-                "PORTS",
-                "NAMES",
-            ];
-            if args.size {
-                header.push("SIZE");
-            }
-            let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-            for c in &containers {
-                let mut row = vec![
-                    short(&c.id, args.no_trunc),
-                    image(c, args.no_trunc),
-                    command(c, args.no_trunc),
-                    human::ago(c.created.as_ref()),
-                    c.status_text.clone(),
-                    String::new(),
-                    c.name.clone(),
-                ];
-                if args.size {
-                    row.push(size(c));
-                }
-                table.push(row);
-            }
-            print!("{}", human::table(&table));
-        }
+                json!({
+                    "Command": command(c, args.no_trunc),
+                    "CreatedAt": human::created_at(c.created.as_ref()),
+                    "ID": short(&c.id, args.no_trunc),
+                    "Image": image(c, args.no_trunc),
+                    "Labels": labels.join(","),
+                    "LocalVolumes": "0",
+                    "Mounts": c.mounts.join(","),
+                    "Names": c.name,
+                    "Networks": c.networks.join(","),
+                    "Ports": "",
+                    "RunningFor": human::ago(c.created.as_ref()),
+                    "Size": if args.size { size(c) } else { "0B".into() },
+                    "State": state(c),
+                    "Status": c.status_text,
+                })
+            })
+            .collect();
+        return template::print_list(&args.format, &rows, HEADERS);
     }
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    if args.size {
+        header.push("SIZE");
+    }
+    let mut table = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for c in &containers {
+        let mut row = vec![
+            short(&c.id, args.no_trunc),
+            image(c, args.no_trunc),
+            command(c, args.no_trunc),
+            human::ago(c.created.as_ref()),
+            c.status_text.clone(),
+            String::new(),
+            c.name.clone(),
+        ];
+        if args.size {
+            row.push(size(c));
+        }
+        table.push(row);
+    }
+    print!("{}", human::table(&table));
     Ok(())
 }
 
