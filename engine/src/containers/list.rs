@@ -63,10 +63,17 @@ pub fn status_text(r: &Record) -> String {
     }
 }
 
-/// The command as `ps` shows it.
+/// The command as `ps` shows it: as Docker, an argument holding a space is put in single
+/// quotes (`sh -c 'sleep 1; echo'`), without any further escaping.
 pub fn command(r: &Record) -> String {
-    std::iter::once(r.path.as_str())
-        .chain(r.args.iter().map(String::as_str))
+    std::iter::once(r.path.clone())
+        .chain(r.args.iter().map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        }))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -249,7 +256,7 @@ mod tests {
             "Exited (3) 3 seconds ago"
         );
         assert_eq!(status_text(&rec(ContainerStatus::Created, 0)), "Created");
-        assert_eq!(command(&rec(ContainerStatus::Created, 0)), "sh -c exit 3");
+        assert_eq!(command(&rec(ContainerStatus::Created, 0)), "sh -c 'exit 3'");
     }
 
     #[test]

@@ -26,14 +26,15 @@ fn image(c: &ContainerSummary, no_trunc: bool) -> String {
     }
 }
 
-/// The COMMAND column: quoted, cut at 20 characters.
+/// The COMMAND column: cut at 20 characters, then quoted as Go's strconv.Quote does
+/// (inner `"` and `\` escaped).
 fn command(c: &ContainerSummary, no_trunc: bool) -> String {
     let cmd = if no_trunc {
         c.command.clone()
     } else {
         human::ellipsis(&c.command, 20)
     };
-    format!("\"{cmd}\"")
+    serde_json::Value::String(cmd).to_string()
 }
 
 fn size(c: &ContainerSummary) -> String {
