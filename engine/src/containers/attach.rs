@@ -176,13 +176,13 @@ impl Pump {
                     }
                     Some(Ok(ClientMsg::CloseStdin)) | None => {
                         client_open = false;
-                        if stdin.take().is_some() && close_io_on_eof {
-                            let _ = task
-                                .close_io(shim::CloseIoRequest {
-                                    exec_id: exec_id.clone(),
-                                    stdin: true,
-                                })
-                                .await;
+                        // On the stdin stream itself: a CloseIO call could reach the shim
+                        // before the last bytes, and the process would read EOF early.
+                        if let (Some(tx), true) = (stdin.take(), close_io_on_eof) {
+                            let msg = shim::AttachRequest {
+                                msg: Some(shim::attach_request::Msg::CloseStdin(true)),
+                            };
+                            let _ = tx.send(msg).await;
                         }
                     }
                     Some(Err(_)) => return End::ClientGone,

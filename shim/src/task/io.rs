@@ -520,6 +520,12 @@ impl StdinWriter {
         }
     }
 
+    /// Closes stdin (a pipe) or sends EOF (a terminal), as CloseIO does, in order after
+    /// the bytes written before.
+    pub async fn close(self) {
+        close(&self.slot).await
+    }
+
     /// The client detached: with `stdin_once`, a stdin pipe closes (the process reads
     /// EOF). A terminal stays as it is, as with Docker: leaving a terminal session (the
     /// detach keys) must not end the shell in it; CloseIO still sends its EOF.

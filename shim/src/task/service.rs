@@ -174,7 +174,7 @@ fn attach_streams(
     let Attachment {
         output,
         streams,
-        stdin,
+        mut stdin,
     } = attachment;
     if let Some(mut output) = output {
         tokio::spawn(async move {
@@ -209,11 +209,20 @@ fn attach_streams(
     }
     tokio::spawn(async move {
         while let Ok(Some(msg)) = inbound.message().await {
-            if let (Some(pb::attach_request::Msg::Stdin(data)), Some(w)) = (msg.msg, &stdin) {
-                if let Err(e) = w.write(&data).await {
-                    tracing::debug!(error = %e, "attached stdin");
+            match (msg.msg, &stdin) {
+                (Some(pb::attach_request::Msg::Stdin(data)), Some(w)) => {
+                    if let Err(e) = w.write(&data).await {
+                        tracing::debug!(error = %e, "attached stdin");
+                        break;
+                    }
+                }
+                (Some(pb::attach_request::Msg::CloseStdin(true)), Some(_)) => {
+                    if let Some(w) = stdin.take() {
+                        w.close().await;
+                    }
                     break;
                 }
+                _ => {}
             }
         }
         if let Some(w) = stdin {
