@@ -80,8 +80,10 @@ fn explain(addr: &Address, err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Turns a failed call into a user-facing error; a lost connection becomes [`Unreachable`].
+/// An UNAVAILABLE the engine itself answered (a registry it could not reach, say) is its
+/// message: tonic gives a source only to errors of the connection.
 pub fn call_error(global: &Global, status: tonic::Status) -> anyhow::Error {
-    if status.code() == tonic::Code::Unavailable {
+    if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some() {
         return Unreachable(format!(
             "the berth engine at {} is unavailable: {}",
             global.host,

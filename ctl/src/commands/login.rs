@@ -15,7 +15,8 @@ use berth_registry_client::Credentials;
 
 use crate::cli::{Global, LoginArgs, LogoutArgs};
 use crate::commands::images::client;
-use crate::commands::pull::{failed, transfer_error};
+use crate::commands::pull::failed;
+use crate::connection::call_error;
 use crate::connection::Unreachable;
 
 /// The registry `login` and `logout` use without a SERVER.
@@ -70,7 +71,7 @@ async fn check(global: &Global, auth: RegistryAuth) -> anyhow::Result<ImagesLogi
             registry_auth: Some(auth),
         })
         .await
-        .map_err(|s| transfer_error(global, s))?
+        .map_err(|s| call_error(global, s))?
         .into_inner())
 }
 

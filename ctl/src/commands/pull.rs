@@ -26,16 +26,6 @@ pub fn failed(what: String, e: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!("{what}: {e}")
 }
 
-/// A failed pull, push or login call. Unavailable that the engine sent is about the registry
-/// ("cannot reach …"), not the engine, and is said as it is; a lost connection to the engine
-/// (a transport error here) is reported as such.
-pub fn transfer_error(global: &Global, status: tonic::Status) -> anyhow::Error {
-    if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_none() {
-        return anyhow::anyhow!("{}", status.message());
-    }
-    call_error(global, status)
-}
-
 /// Docker's "latest: Pulling from library/busybox".
 fn pulling_from(r: &Reference) -> String {
     let version = r.digest().or(r.tag()).unwrap_or("latest");
@@ -75,7 +65,7 @@ async fn pull(global: &Global, args: &PullArgs) -> anyhow::Result<()> {
         .await?
         .pull(req)
         .await
-        .map_err(|s| transfer_error(global, s))?
+        .map_err(|s| call_error(global, s))?
         .into_inner();
     let mut started = false;
     let mut result = None;
@@ -85,7 +75,7 @@ async fn pull(global: &Global, args: &PullArgs) -> anyhow::Result<()> {
             Ok(None) => break,
             Err(s) => {
                 progress.finish();
-                return Err(transfer_error(global, s));
+                return Err(call_error(global, s));
             }
         };
         match msg {

@@ -8,8 +8,9 @@ use crate::cli::{Global, PushArgs};
 use crate::commands::images::client;
 use crate::commands::login::registry_auth;
 use crate::commands::progress::{Direction, Progress};
-use crate::commands::pull::{failed, names_version, transfer_error};
+use crate::commands::pull::{failed, names_version};
 use crate::commands::transfer::platform;
+use crate::connection::call_error;
 
 /// Docker's "latest: digest: sha256:… size: 1234".
 fn pushed_line(result: &ImagesPushResult) -> String {
@@ -49,7 +50,7 @@ async fn push(global: &Global, args: &PushArgs) -> anyhow::Result<()> {
         .await?
         .push(req)
         .await
-        .map_err(|s| transfer_error(global, s))?
+        .map_err(|s| call_error(global, s))?
         .into_inner();
     progress.line(&format!(
         "The push refers to repository [{}]",
@@ -62,7 +63,7 @@ async fn push(global: &Global, args: &PushArgs) -> anyhow::Result<()> {
             Ok(None) => break,
             Err(s) => {
                 progress.finish();
-                return Err(transfer_error(global, s));
+                return Err(call_error(global, s));
             }
         };
         match msg {
