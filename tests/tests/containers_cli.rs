@@ -60,6 +60,19 @@ async fn run_prints_output_and_propagates_exit_codes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "bar\n/work/dir\nboxy\n1000\n1\n");
     assert_eq!(stderr(&out), "oops\n");
+    // As Docker: the primary group is also a supplementary one, and `/` is 0755 whatever
+    // the mode of the directory the image was tarred from.
+    let out = w.ctl(&[
+        "run",
+        "--rm",
+        "-u",
+        "1000:7",
+        IMG,
+        "sh",
+        "-c",
+        "id -G; stat -c %a /",
+    ]);
+    assert_eq!(stdout(&out), "7\n755\n", "{}", stderr(&out));
 
     // Without --rm the container stays, exited, with its exit code.
     let out = w.ctl(&[
@@ -89,6 +102,25 @@ async fn run_prints_output_and_propagates_exit_codes() {
     let out = w.ctl(&["run", "--rm", "-t", IMG, "echo", "hi"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "hi\r\n");
+
+    // An image from a registry that cannot be reached (a closed port on loopback): 125,
+    // and the registry is blamed, not the engine.
+    let before = w.all_ids();
+    let out = w.ctl(&["run", "--rm", "127.0.0.1:1/nothing:1"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("127.0.0.1:1"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("engine"), "{}", stderr(&out));
+    assert_eq!(w.all_ids(), before);
+
+    // Docker's resource checks: refused before anything is made.
+    for flags in [&["-m", "4m"][..], &["--cpus", "0.001"], &["--cpus", "99"]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend([IMG, "true"]);
+        let out = w.ctl(&args);
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {}", stderr(&out));
+    }
+    assert_eq!(w.all_ids(), before);
 
     w.clean_up();
 }
