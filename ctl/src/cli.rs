@@ -528,6 +528,10 @@ pub struct ContainerOptions {
         allow_hyphen_values = true
     )]
     pub stop_timeout: Option<i32>,
+    /// Restart policy when the container exits: no, always, unless-stopped,
+    /// on-failure[:MAX-RETRIES]
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     /// Ulimit options (e.g. nofile=1024:2048)
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
     pub ulimits: Vec<String>,

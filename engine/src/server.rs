@@ -91,6 +91,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let containers = Manager::new(ctx.clone())?;
     // Shims outlive the engine: find the running containers' shims again before serving.
     containers::restore::restore(&containers).await?;
+    containers::restart_policy::on_boot(&containers)?;
     let set = crate::pending::add_all(
         ServiceSet::new("berth-engine")
             .with(SystemService::server(ctx.clone()))

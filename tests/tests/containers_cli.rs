@@ -1,6 +1,6 @@
 //! berthctl's container commands end to end, as root, with real containers: run (attached,
 //! detached, --rm, exit codes, -e/-w/--hostname/-u), ps, logs, stop, kill, wait, rm,
-//! inspect, `--format` Go templates, name conflicts, live restore across an engine SIGKILL, a shim SIGKILL, and the
+//! inspect, `--format` Go templates, restart policies, name conflicts, live restore across an engine SIGKILL, a shim SIGKILL, and the
 //! engine's bundle under Debian's runc. After every test no container mount, cgroup or shim
 //! process is left.
 
@@ -290,6 +290,132 @@ async fn detached_containers_list_log_stop_and_remove() {
     // `inspect` falls back to images.
     let img = w.ok(&["inspect", IMG]);
     assert!(img.contains("\"RepoTags\""), "{img}");
+
+    w.clean_up();
+}
+
+#[tokio::test]
+async fn restart_policies_as_docker() {
+    if !need_root() {
+        return;
+    }
+    let mut w = world().await;
+    let field = |w: &World, c: &str, f: &str| w.ok(&["inspect", "-f", f, c]).trim().to_string();
+    // on-failure:2 gives up after two restarts, keeping the last exit code.
+    w.run_detached(&[
+        "--name",
+        "fails",
+        "--restart",
+        "on-failure:2",
+        IMG,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    wait_until("two restarts", Duration::from_secs(15), || {
+        field(&w, "fails", "{{.RestartCount}} {{.State.Status}}") == "2 exited"
+    });
+    assert_eq!(field(&w, "fails", "{{.State.ExitCode}}"), "3");
+    assert_eq!(
+        field(&w, "fails", "{{json .HostConfig.RestartPolicy}}"),
+        r#"{"MaximumRetryCount":2,"Name":"on-failure"}"#
+    );
+    // on-failure does not restart a success.
+    w.run_detached(&["--name", "succeeds", "--restart", "on-failure", IMG, "true"]);
+    // always restarts a success, again and again; stop ends it for good.
+    w.run_detached(&[
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        IMG,
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    wait_until("restarts", Duration::from_secs(15), || {
+        field(&w, "always", "{{.RestartCount}}")
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 2
+    });
+    assert!(w.ok(&["ps", "--format", "{{.Names}}"]).contains("always"));
+    w.ok(&["stop", "always"]);
+    assert_eq!(field(&w, "always", "{{.State.Status}}"), "exited");
+    let count = field(&w, "always", "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        field(&w, "always", "{{.RestartCount}} {{.State.Status}}"),
+        format!("{count} exited")
+    );
+    assert_eq!(
+        field(&w, "succeeds", "{{.RestartCount}} {{.State.Status}}"),
+        "0 exited"
+    );
+    // A kill (any signal, as Docker) puts unless-stopped to rest; start wakes it.
+    w.run_detached(&[
+        "--name",
+        "unless",
+        "--restart",
+        "unless-stopped",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    w.ok(&["kill", "unless"]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(field(&w, "unless", "{{.State.Status}}"), "exited");
+    w.ok(&["start", "unless"]);
+    assert_eq!(field(&w, "unless", "{{.State.Status}}"), "running");
+    w.ok(&["stop", "-t", "0", "unless"]);
+    // Docker's refusals.
+    for (policy, says) in [
+        ("always:3", "cannot be used with restart policy 'always'"),
+        ("bogus", "invalid restart policy 'bogus'"),
+        ("on-failure:-1", "cannot be negative"),
+    ] {
+        let out = w.ctl(&["create", "--restart", policy, IMG, "true"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(says), "{policy}: {}", stderr(&out));
+    }
+    let out = w.ctl(&["run", "--rm", "--restart", "always", IMG, "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("--restart and --rm"),
+        "{}",
+        stderr(&out)
+    );
+
+    // At engine start: always comes back even when stopped by hand, unless-stopped not.
+    w.run_detached(&[
+        "--name",
+        "boot",
+        "--restart",
+        "always",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    w.ok(&["stop", "-t", "0", "boot"]);
+    assert_eq!(field(&w, "boot", "{{.State.Status}}"), "exited");
+    w.kill_engine().await;
+    w.restart_engine().await;
+    wait_until("always back", Duration::from_secs(15), || {
+        field(&w, "boot", "{{.State.Status}}") == "running"
+    });
+    assert_eq!(field(&w, "unless", "{{.State.Status}}"), "exited");
+    assert_eq!(field(&w, "fails", "{{.State.Status}}"), "exited");
+    // A container between restarts is refused by rm, and removed at once with -f.
+    w.ok(&["start", "always"]);
+    let out = w.ctl(&["rm", "always"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("You cannot remove a"),
+        "{}",
+        stderr(&out)
+    );
+    w.ok(&["rm", "-f", "always", "boot", "fails", "succeeds", "unless"]);
+    assert!(w.all_ids().is_empty());
 
     w.clean_up();
 }

@@ -289,6 +289,11 @@ pub async fn attach(
         stderr: opts.stderr,
     };
     let (requests, stdin_tx) = shim_requests(shim_opts);
+    if rec.status() == ContainerStatus::Restarting {
+        return Err(Error::FailedPrecondition(
+            "You cannot attach to a restarting container, wait until it is running".into(),
+        ));
+    }
     let live = m.live(&rec.id);
     let source = if rec.is_running() {
         now(m, &live, &rec.id, requests).await?

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use berth_proto::engine::v1::{
     ContainerState, ContainerStatus, ContainersCreateRequest, ContainersCreateResponse,
-    ImagesPullRequest, PullPolicy, RestartPolicyName,
+    ImagesPullRequest, PullPolicy,
 };
 use berth_proto::images::v1 as snap;
 use berth_proto::images::v1::images_client::ImagesClient;
@@ -65,14 +65,7 @@ fn refuse_unsupported(c: &berth_proto::engine::v1::ContainerConfig) -> Result<()
     if !c.ports.is_empty() || c.publish_all_ports {
         return no("publishing ports (-p, -P)");
     }
-    if let Some(p) = &c.restart_policy {
-        if !matches!(
-            p.name(),
-            RestartPolicyName::Unspecified | RestartPolicyName::No
-        ) {
-            return no("a restart policy other than \"no\"");
-        }
-    }
+    super::restart_policy::validate(c.restart_policy.as_ref(), c.auto_remove)?;
     if let Some(l) = &c.log_config {
         if !matches!(l.driver.as_str(), "" | "json-file" | "none") {
             return Err(Error::InvalidArgument(format!(

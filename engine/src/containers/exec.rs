@@ -176,6 +176,7 @@ pub async fn exec(
     let rec = m.resolve(&o.id)?;
     match rec.status() {
         ContainerStatus::Running => {}
+        ContainerStatus::Restarting => return Err(kill::restarting(&rec.id)),
         ContainerStatus::Paused => {
             return Err(Error::FailedPrecondition(format!(
                 "Container {} is paused, unpause the container before exec",

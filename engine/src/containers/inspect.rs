@@ -115,7 +115,7 @@ pub fn docker_json(m: &Manager, r: &Record, details: &ContainerDetails) -> Value
                 "Config": log_opts,
             },
             "NetworkMode": network_mode(r),
-            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": super::restart_policy::inspect_json(c.restart_policy.as_ref()),
             "AutoRemove": c.auto_remove,
             "CapAdd": c.cap_add,
             "CapDrop": c.cap_drop,

@@ -7,6 +7,8 @@ use berth_proto::shim::v1::task_client::TaskClient;
 use berth_proto::shim::v1::KillRequest;
 use tonic::transport::Channel;
 
+use berth_proto::engine::v1::ContainerStatus;
+
 use super::record::Record;
 use super::{signal, Live, Manager};
 use crate::error::{Error, Result};
@@ -56,6 +58,13 @@ pub async fn shim_of(m: &Manager, live: &Live, id: &str) -> Result<TaskClient<Ch
     }
 }
 
+/// Docker's refusal of what needs a running process while the container waits to restart.
+pub fn restarting(id: &str) -> Error {
+    Error::FailedPrecondition(format!(
+        "Container {id} is restarting, wait until the container is running"
+    ))
+}
+
 /// The container `given` names, which must be running, and its shim.
 pub async fn running_shim(m: &Manager, given: &str) -> Result<(Record, TaskClient<Channel>)> {
     let rec = m.resolve(given)?;
@@ -64,6 +73,9 @@ pub async fn running_shim(m: &Manager, given: &str) -> Result<(Record, TaskClien
             "Container {} is not running",
             rec.id
         )));
+    }
+    if rec.status() == ContainerStatus::Restarting {
+        return Err(restarting(&rec.id));
     }
     let live = m.live(&rec.id);
     let task = shim_of(m, &live, &rec.id).await?;
@@ -81,6 +93,13 @@ pub async fn kill(m: &Arc<Manager>, given: &str, sig: &str) -> Result<()> {
     }
     let sig = signal::parse(sig)?.unwrap_or(SIGKILL);
     let live = m.live(&rec.id);
+    // As Docker: any signal from the user puts the restart policy to rest until the next
+    // start; a container waiting to restart just stays exited.
+    if super::restart_policy::cancel(m, &live, &rec.id)? {
+        m.publish("kill", &rec, [("signal", sig.to_string())]);
+        return Ok(());
+    }
+    m.store.update(&rec.id, |r| r.manually_stopped = true)?;
     let mut task = shim_of(m, &live, &rec.id).await?;
     send(&mut task, sig, false).await?;
     m.publish("kill", &rec, [("signal", sig.to_string())]);

@@ -22,6 +22,7 @@ mod options;
 mod pause;
 mod record;
 mod remove;
+pub mod restart_policy;
 pub mod restore;
 mod seccomp;
 mod signal;
@@ -89,6 +90,8 @@ pub struct Live {
     pub exits: watch::Sender<Exits>,
     /// Clients attached before the container's next start, joined by Start.
     pending: Mutex<Vec<attach::PendingAttach>>,
+    /// The restart policy's last back-off.
+    pub restart_delay: Mutex<Option<Duration>>,
 }
 
 impl Live {
@@ -98,6 +101,7 @@ impl Live {
             shim: Mutex::new(None),
             exits: watch::Sender::new(Exits::default()),
             pending: Mutex::new(Vec::new()),
+            restart_delay: Mutex::new(None),
         }
     }
 

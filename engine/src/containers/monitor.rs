@@ -156,6 +156,9 @@ pub async fn finish(
         m.publish("oom", &rec, []);
     }
     tracing::info!(container = %id, exit_code = exit.exit_code, oom = exit.oom_killed, "container exited");
+    if super::restart_policy::after_exit(m, &rec, &exit) {
+        return;
+    }
     if rec.config().auto_remove {
         if let Err(e) = super::remove::remove_id(m, id, false).await {
             tracing::debug!(container = %id, error = %e, "auto-remove skipped");

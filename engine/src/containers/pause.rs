@@ -48,6 +48,9 @@ async fn freeze(m: &Arc<Manager>, given: &str, pause: bool) -> Result<()> {
         .ok_or_else(|| record::no_such_container(given))?;
     let refusal = match (pause, rec.status()) {
         (true, ContainerStatus::Running) | (false, ContainerStatus::Paused) => None,
+        (_, ContainerStatus::Restarting) => {
+            return Err(super::kill::restarting(&rec.id));
+        }
         (true, ContainerStatus::Paused) => Some("is already paused"),
         (true, _) => Some("is not running"),
         (false, _) => Some("is not paused"),

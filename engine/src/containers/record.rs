@@ -66,6 +66,9 @@ pub struct Record {
     /// Resolved user: gid.
     #[prost(uint32, tag = "15")]
     pub gid: u32,
+    /// Stopped or killed by the user since its last start: its restart policy rests.
+    #[prost(bool, tag = "16")]
+    pub manually_stopped: bool,
 }
 
 impl Record {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::engine::v1::ContainerStatus;
 use berth_proto::shim::v1::ShutdownRequest;
 
 use super::create::remove_snapshot;
@@ -29,13 +30,18 @@ pub async fn remove_id(m: &Arc<Manager>, id: &str, force: bool) -> Result<()> {
         .store
         .get(id)?
         .ok_or_else(|| record::no_such_container(id))?;
-    if rec.is_running() {
-        if !force {
-            return Err(Error::FailedPrecondition(format!(
-                "You cannot remove a running container {id}. Stop the container before \
-                 attempting removal or force remove"
-            )));
-        }
+    let restarting = rec.status() == ContainerStatus::Restarting;
+    if rec.is_running() && !force {
+        let what = if restarting { "restarting" } else { "running" };
+        return Err(Error::FailedPrecondition(format!(
+            "You cannot remove a {what} container {id}. Stop the container before \
+             attempting removal or force remove"
+        )));
+    }
+    // One waiting to restart has no process: there is nothing to kill.
+    if rec.is_running() && !restarting {
+        // The exit this kill causes must not bring the restart policy into play.
+        m.store.update(id, |r| r.manually_stopped = true)?;
         let mut rx = live.exits.subscribe();
         let seen = rx.borrow().count;
         match shim_of(m, &live, id).await {

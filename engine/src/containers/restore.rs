@@ -103,7 +103,11 @@ pub async fn restore(m: &Arc<Manager>) -> Result<()> {
         .store
         .all()?
         .into_iter()
-        .filter(|r| r.is_running() || m.state_dir(&r.id).join(SOCKET).exists())
+        .filter(|r| {
+            // One waiting to restart has no shim: restart_policy::on_boot starts it.
+            (r.is_running() && r.status() != ContainerStatus::Restarting)
+                || m.state_dir(&r.id).join(SOCKET).exists()
+        })
         .collect();
     if candidates.is_empty() {
         return Ok(());

@@ -69,16 +69,28 @@ pub async fn start(m: &Arc<Manager>, given: &str) -> Result<()> {
         .store
         .get(&rec.id)?
         .ok_or_else(|| record::no_such_container(given))?;
+    if rec.is_running() {
+        return Ok(());
+    }
+    let rec = reset_restarts(m, &live, &rec.id)?;
     start_locked(m, &live, &rec).await
 }
 
+/// A start by the user: as Docker, the restart count, the back-off and the "stopped by
+/// hand" mark start over.
+pub fn reset_restarts(m: &Manager, live: &Live, id: &str) -> Result<Record> {
+    *live.restart_delay.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    m.store.update(id, |r| {
+        r.restart_count = 0;
+        r.manually_stopped = false;
+    })
+}
+
 /// Starts `rec`, whose operation lock the caller holds. Starting a running container does
-/// nothing.
+/// nothing; one waiting in RESTARTING is started.
 pub async fn start_locked(m: &Arc<Manager>, live: &Arc<Live>, rec: &Record) -> Result<()> {
     match rec.status() {
-        ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting => {
-            return Ok(())
-        }
+        ContainerStatus::Running | ContainerStatus::Paused => return Ok(()),
         ContainerStatus::Dead => {
             return Err(Error::FailedPrecondition(format!(
                 "container {} is marked for removal and cannot be started",

@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use super::kill::{send, shim_of, SIGKILL};
 use super::record;
-use super::{signal, start, Exits, Live, Manager};
+use super::{restart_policy, signal, start, Exits, Live, Manager};
 use crate::error::{Error, Result};
 
 /// Seconds Stop waits when neither the request nor the container says.
@@ -52,6 +52,12 @@ pub async fn stop_locked(
     if !rec.is_running() {
         return Ok(());
     }
+    if restart_policy::cancel(m, live, id)? {
+        m.publish("stop", &rec, []);
+        return Ok(());
+    }
+    // Before the signal: the exit it causes must not bring the restart policy into play.
+    let rec = m.store.update(id, |r| r.manually_stopped = true)?;
     let config = rec.config();
     let sig = match signal::parse(sig)? {
         Some(s) => s,
@@ -89,10 +95,7 @@ pub async fn restart(m: &Arc<Manager>, given: &str, timeout: Option<i32>, sig: &
     let live = m.live(&rec.id);
     let _op = live.op.lock().await;
     stop_locked(m, &live, &rec.id, timeout, sig).await?;
-    let rec = m
-        .store
-        .get(&rec.id)?
-        .ok_or_else(|| record::no_such_container(given))?;
+    let rec = start::reset_restarts(m, &live, &rec.id)?;
     start::start_locked(m, &live, &rec).await?;
     m.publish("restart", &rec, []);
     Ok(())

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use berth_proto::engine::v1::{
-    ContainerConfig, ContainersCreateRequest, LogConfig, PullPolicy, StringList, Ulimit,
+    ContainerConfig, ContainersCreateRequest, LogConfig, PullPolicy, RestartPolicy,
+    RestartPolicyName, StringList, Ulimit,
 };
 
 use crate::cli::{ContainerOptions, PullWhen};
@@ -88,6 +89,38 @@ pub fn parse_ulimit(s: &str) -> anyhow::Result<Ulimit> {
         soft: n(soft)?,
         hard: n(hard)?,
     })
+}
+
+/// `--restart POLICY[:MAX]`, with Docker's wording for what it refuses.
+fn restart_policy(s: Option<&str>, rm: bool) -> anyhow::Result<Option<RestartPolicy>> {
+    let Some(s) = s else { return Ok(None) };
+    let (name, max) = match s.split_once(':') {
+        Some((n, m)) => {
+            let max: i64 = m.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "invalid restart policy format: maximum retry count must be an integer"
+                )
+            })?;
+            let max = u32::try_from(max)
+                .map_err(|_| anyhow::anyhow!("maximum retry count cannot be negative"))?;
+            (n, max)
+        }
+        None => (s, 0),
+    };
+    let name = match name {
+        "" | "no" => RestartPolicyName::No,
+        "always" => RestartPolicyName::Always,
+        "unless-stopped" => RestartPolicyName::UnlessStopped,
+        "on-failure" => RestartPolicyName::OnFailure,
+        _ => anyhow::bail!("invalid restart policy '{name}'"),
+    };
+    if rm && name != RestartPolicyName::No {
+        anyhow::bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    Ok(Some(RestartPolicy {
+        name: name as i32,
+        maximum_retry_count: max,
+    }))
 }
 
 fn log_config(driver: Option<&str>, opts: &[String]) -> anyhow::Result<Option<LogConfig>> {
@@ -208,6 +241,7 @@ pub fn request(o: &ContainerOptions) -> anyhow::Result<ContainersCreateRequest> 
         cap_drop: o.cap_drop.clone(),
         security_opt: security_opts(&o.security_opt)?,
         auto_remove: o.rm,
+        restart_policy: restart_policy(o.restart.as_deref(), o.rm)?,
         network_mode: o.network.clone().unwrap_or_default(),
         dns: o.dns.clone(),
         dns_search: o.dns_search.clone(),
