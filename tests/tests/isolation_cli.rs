@@ -433,6 +433,13 @@ async fn masked_and_read_only_paths() {
     let out = w.sh_ok(&[], &script);
     let expected: String = masked.iter().map(|p| format!("{p} 0\n")).collect();
     assert_eq!(out, expected);
+    // Masked files are the container's /dev/null (its tmpfs), not the host's devtmpfs,
+    // whose size would tell the host's memory.
+    let mounts = w.sh_ok(&[], "cat /proc/self/mounts");
+    assert!(
+        !mounts.lines().any(|l| l.starts_with("devtmpfs")),
+        "{mounts}"
+    );
 
     // Read-only paths are read-only mounts; a write to a (namespaced, so harmless) sysctl
     // fails.

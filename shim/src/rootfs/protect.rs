@@ -77,19 +77,32 @@ pub(super) fn readonly_path(sys: &dyn Syscall, root: BorrowedFd<'_>, path: &Path
         .map_err(sys_err(format!("remount {} read-only", path.display())))
 }
 
-/// Opens the host's `/dev/null` and checks it is the null device: the bind source for
-/// masking files must not be something an attacker could have swapped in.
-fn open_null() -> Result<OwnedFd> {
+/// Whether `fd` is the null device (1:3): the bind source for masking files must not be
+/// something an attacker could have swapped in.
+fn is_null(fd: &OwnedFd) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+            && rustix::fs::major(st.st_rdev) == 1
+            && rustix::fs::minor(st.st_rdev) == 3
+    })
+}
+
+/// The null device to mask files with: the container's own `/dev/null` (as runc, so a
+/// masked file shows the container's /dev, not the host's devtmpfs and its size), else the
+/// host's.
+fn open_null(root: BorrowedFd<'_>) -> Result<OwnedFd> {
+    if let Ok(fd) = resolve::open_in_root(root, Path::new("/dev/null"), OFlags::PATH) {
+        if is_null(&fd) {
+            return Ok(fd);
+        }
+    }
     let fd = rustix::fs::open(
         "/dev/null",
         OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| Error::io("open /dev/null", e.into()))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("stat /dev/null", e.into()))?;
-    let is_char =
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice;
-    if !is_char || rustix::fs::major(st.st_rdev) != 1 || rustix::fs::minor(st.st_rdev) != 3 {
+    if !is_null(&fd) {
         return Err(Error::invalid(
             "/dev/null on the host is not the null device (1:3)",
         ));
@@ -101,7 +114,7 @@ pub(super) fn mask_paths(sys: &dyn Syscall, root: BorrowedFd<'_>, paths: &[PathB
     if paths.is_empty() {
         return Ok(());
     }
-    let null = open_null()?;
+    let null = open_null(root)?;
     let null_path = Path::new("/dev/null");
     for path in paths {
         let fd = match resolve::open_in_root(root, path, OFlags::PATH) {
