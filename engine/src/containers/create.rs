@@ -217,11 +217,8 @@ pub async fn create(
     let image_id = image_config::image_id(&info);
     let config = Config::parse(&info.config_json, &image_id);
     let id = names::new_id()?;
-    let name = if wanted.is_empty() {
-        pick_name(m)?
-    } else {
-        wanted
-    };
+    let wanted_empty = wanted.is_empty();
+    let name = if wanted_empty { pick_name(m)? } else { wanted };
     let merged = options::merge(&opts, config.parsed.config.as_ref(), &id)?;
     let platform = Platform {
         os: config.parsed.os.clone().unwrap_or_default(),
@@ -258,7 +255,7 @@ pub async fn create(
         platform: Some(platform),
         ..Default::default()
     };
-    match finish(m, base, mounts).await {
+    match finish(m, base, mounts, wanted_empty).await {
         Ok(resp) => Ok(resp),
         Err(e) => {
             let _ = std::fs::remove_dir_all(m.state_dir(&id));
@@ -276,6 +273,7 @@ async fn finish(
     m: &Arc<Manager>,
     mut rec: Record,
     mounts: Vec<Mount>,
+    generated_name: bool,
 ) -> Result<ContainersCreateResponse> {
     let config = rec.config().clone();
     let layers = user::layer_dirs(&mounts);
@@ -326,7 +324,17 @@ async fn finish(
     })
     .await
     .map_err(|e| Error::io("write the bundle", std::io::Error::other(e)))??;
-    m.store.insert(&rec)?;
+    // A generated name was free when picked; a concurrent create may have taken it since.
+    let mut tries = 0;
+    loop {
+        match m.store.insert(&rec) {
+            Err(Error::AlreadyExists(_)) if generated_name && tries < 8 => {
+                tries += 1;
+                rec.name = pick_name(m)?;
+            }
+            r => break r?,
+        }
+    }
     m.persist();
     for w in &warnings {
         tracing::warn!(container = %rec.id, "{w}");

@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
+use berth_proto::engine::v1::ContainerStatus;
 use berth_proto::shim::v1::task_client::TaskClient;
 use berth_proto::shim::v1::KillRequest;
 use tonic::transport::Channel;
-
-use berth_proto::engine::v1::ContainerStatus;
 
 use super::record::Record;
 use super::{signal, Live, Manager};

@@ -141,7 +141,10 @@ pub async fn finish(
     }
     let live = m.live(id);
     live.set_shim(None);
-    let updated = m.store.update(id, |r| r.set_exited(&exit));
+    let shutting_down = m.ctx.shutdown.is_cancelled();
+    let updated = m.store.update(id, |r| {
+        super::restart_policy::record_exit(r, &exit, shutting_down)
+    });
     m.persist();
     live.exits.send_modify(|e| {
         e.count += 1;

@@ -1,6 +1,7 @@
 //! Restart policies (`--restart no|always|unless-stopped|on-failure[:N]`), as Docker has
-//! them. After an exit the monitor asks [`after_exit`]: a container to restart waits in
-//! RESTARTING for its back-off (100 ms, doubling up to a minute, back to 100 ms after a run
+//! them. The monitor records an exit with [`record_exit`], which decides in the same record
+//! update, then calls [`after_exit`]: a container to restart waits in RESTARTING for its
+//! back-off (100 ms, doubling up to a minute, back to 100 ms after a run
 //! of 10 s or more) and is started again under its operation lock, unless a stop, kill or
 //! remove came first. A stop or kill by the user (any signal, as Docker) marks the
 //! container manually stopped: no restart until the next `start`. At engine start,
@@ -86,10 +87,22 @@ fn next_delay(last: Option<Duration>, ran: Duration) -> Duration {
     }
 }
 
-/// Called by the monitor once an exit is recorded: schedules a restart when the policy
-/// wants one. Returns whether it did.
+/// Records an exit in `r` (under the record's update, so no stop can slip between the
+/// exit and the decision): RESTARTING when the policy restarts it, else EXITED.
+pub fn record_exit(r: &mut Record, exit: &ExitStatus, shutting_down: bool) {
+    r.set_exited(exit);
+    if !shutting_down && wants_restart(r, exit.exit_code, false) {
+        let s = r.state_mut();
+        s.status = ContainerStatus::Restarting as i32;
+        s.restarting = true;
+        s.running = true;
+    }
+}
+
+/// Called by the monitor once the exit is recorded and announced: schedules the restart
+/// of a container left RESTARTING, after its back-off. Returns whether it did.
 pub fn after_exit(m: &Arc<Manager>, rec: &Record, exit: &ExitStatus) -> bool {
-    if m.ctx.shutdown.is_cancelled() || !wants_restart(rec, exit.exit_code, false) {
+    if rec.status() != ContainerStatus::Restarting {
         return false;
     }
     let ran = match (
@@ -110,18 +123,6 @@ pub fn after_exit(m: &Arc<Manager>, rec: &Record, exit: &ExitStatus) -> bool {
         *last = Some(d);
         d
     };
-    if m.store
-        .update(&rec.id, |r| {
-            let s = r.state_mut();
-            s.status = ContainerStatus::Restarting as i32;
-            s.restarting = true;
-            s.running = true;
-        })
-        .is_err()
-    {
-        return false;
-    }
-    m.persist();
     tracing::info!(container = %rec.id, delay = ?delay, "restarting the container (restart policy)");
     spawn_restart(m.clone(), rec.id.clone(), delay, true);
     true
@@ -248,6 +249,27 @@ mod tests {
         assert!(wants_restart(&rec(OnFailure, 2, false, 1), 3, false));
         assert!(!wants_restart(&rec(OnFailure, 2, false, 2), 3, false));
         assert!(!wants_restart(&rec(OnFailure, 0, true, 0), 3, false));
+    }
+
+    #[test]
+    fn an_exit_is_recorded_restarting_or_exited() {
+        let exit = |code| ExitStatus {
+            exit_code: code,
+            ..Default::default()
+        };
+        let mut r = rec(RestartPolicyName::OnFailure, 0, false, 0);
+        record_exit(&mut r, &exit(1), false);
+        assert_eq!(r.status(), ContainerStatus::Restarting);
+        assert!(r.is_running());
+        assert_eq!(r.exit_status().exit_code, 1);
+        record_exit(&mut r, &exit(0), false);
+        assert_eq!(r.status(), ContainerStatus::Exited);
+        record_exit(&mut r, &exit(1), true);
+        assert_eq!(
+            r.status(),
+            ContainerStatus::Exited,
+            "the engine is stopping"
+        );
     }
 
     #[test]
