@@ -263,6 +263,27 @@ async fn a_pushed_image_pulls_back_with_the_same_id() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+
+    // `run` of an image that is not here pulls it first, as Docker: the progress on
+    // standard error, the container's output alone on standard output.
+    ctl.ok(&["rmi", &name]);
+    let out = ctl.run(&["run", "--rm", &name, "/bin/busybox", "cat", "/etc/marker"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "round trip");
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "Unable to find image '{name}' locally\n1: Pulling from team/app\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("Status: Downloaded newer image for {name}")),
+        "{err}"
+    );
+    // Present now: no pull, nothing on standard error.
+    let out = ctl.run(&["run", "--rm", &name, "/bin/busybox", "true"]);
+    assert_eq!(stderr(&out), "");
     let of =
         |action: &str| -> Vec<&Value> { events.iter().filter(|e| e["action"] == action).collect() };
     assert_eq!(of("push").len(), 3, "{events:?}");

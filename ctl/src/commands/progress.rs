@@ -111,8 +111,8 @@ pub fn counts(current: i64, total: i64, width: u16) -> String {
 
 nix::ioctl_read_bad!(window_size, nix::libc::TIOCGWINSZ, nix::libc::winsize);
 
-/// Columns of the terminal on standard output.
-fn terminal_width() -> Option<u16> {
+/// Columns of the terminal on standard output (or standard error).
+fn terminal_width(stderr: bool) -> Option<u16> {
     let mut ws = nix::libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -121,7 +121,12 @@ fn terminal_width() -> Option<u16> {
     };
     // SAFETY: TIOCGWINSZ writes one `winsize` into the struct it is given, which lives
     // through the call; a descriptor that is no terminal makes it fail without writing.
-    unsafe { window_size(std::io::stdout().as_raw_fd(), &mut ws) }.ok()?;
+    let fd = if stderr {
+        std::io::stderr().as_raw_fd()
+    } else {
+        std::io::stdout().as_raw_fd()
+    };
+    unsafe { window_size(fd, &mut ws) }.ok()?;
     (ws.ws_col > 0).then_some(ws.ws_col)
 }
 
@@ -147,25 +152,53 @@ enum Mode {
 pub struct Progress {
     direction: Direction,
     mode: Mode,
+    /// Shown on standard error (a pull for `run`, as Docker's) instead of standard output.
+    stderr: bool,
 }
 
 impl Progress {
     /// Bars when standard output is a terminal, plain lines otherwise, nothing when `quiet`.
     pub fn new(direction: Direction, quiet: bool) -> Progress {
+        Self::make(direction, quiet, false)
+    }
+
+    /// The same on standard error, where `run` shows the pull of a missing image.
+    pub fn on_stderr(direction: Direction) -> Progress {
+        Self::make(direction, false, true)
+    }
+
+    fn make(direction: Direction, quiet: bool, stderr: bool) -> Progress {
+        let terminal = if stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
         let mode = if quiet {
             Mode::Quiet
-        } else if std::io::stdout().is_terminal() {
+        } else if terminal {
             Mode::Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                multi: MultiProgress::with_draw_target(draw_target(stderr)),
                 bars: HashMap::new(),
-                width: terminal_width().unwrap_or(80),
+                width: terminal_width(stderr).unwrap_or(80),
             }
         } else {
             Mode::Lines {
                 last: HashMap::new(),
             }
         };
-        Progress { direction, mode }
+        Progress {
+            direction,
+            mode,
+            stderr,
+        }
+    }
+
+    fn print(&self, text: &str) {
+        if self.stderr {
+            eprintln!("{text}");
+        } else {
+            println!("{text}");
+        }
     }
 
     /// Prints a line of output (not progress), above the bars if there are any; nothing when
@@ -176,7 +209,7 @@ impl Progress {
             Mode::Bars { multi, bars, .. } if !bars.is_empty() => {
                 let _ = multi.println(text);
             }
-            _ => println!("{text}"),
+            _ => self.print(text),
         }
     }
 
@@ -186,11 +219,16 @@ impl Progress {
             return;
         };
         let id = short_digest(&p.digest);
+        let stderr = self.stderr;
         match &mut self.mode {
             Mode::Quiet => {}
             Mode::Lines { last } => {
                 if last.get(&p.digest) != Some(&words) {
-                    println!("{id}: {words}");
+                    if stderr {
+                        eprintln!("{id}: {words}");
+                    } else {
+                        println!("{id}: {words}");
+                    }
                     last.insert(p.digest.clone(), words);
                 }
             }
@@ -223,8 +261,16 @@ impl Progress {
             for (_, bar) in bars.drain() {
                 bar.abandon();
             }
-            *multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+            *multi = MultiProgress::with_draw_target(draw_target(self.stderr));
         }
+    }
+}
+
+fn draw_target(stderr: bool) -> ProgressDrawTarget {
+    if stderr {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::stdout()
     }
 }
 

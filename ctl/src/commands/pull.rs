@@ -49,18 +49,39 @@ pub async fn run(global: &Global, args: &PullArgs) -> anyhow::Result<()> {
 }
 
 async fn pull(global: &Global, args: &PullArgs) -> anyhow::Result<()> {
-    use images_pull_response::Msg;
-    let reference = Reference::parse(&args.name)?;
-    let req = ImagesPullRequest {
-        reference: reference.to_string(),
-        platform: args.platform.as_deref().map(platform).transpose()?,
-        all_platforms: args.all_platforms,
-        registry_auth: registry_auth(reference.domain()),
-    };
-    let mut progress = Progress::new(Direction::Pull, args.quiet);
+    let progress = Progress::new(Direction::Pull, args.quiet);
     if !names_version(&args.name) {
         progress.line("Using default tag: latest");
     }
+    let full = pull_with(
+        global,
+        &args.name,
+        args.platform.as_deref(),
+        args.all_platforms,
+        progress,
+    )
+    .await?;
+    println!("{full}");
+    Ok(())
+}
+
+/// Pulls `name` through the engine, showing Docker's progress lines on `progress`;
+/// returns the full reference pulled.
+pub async fn pull_with(
+    global: &Global,
+    name: &str,
+    platform_wanted: Option<&str>,
+    all_platforms: bool,
+    mut progress: Progress,
+) -> anyhow::Result<String> {
+    use images_pull_response::Msg;
+    let reference = Reference::parse(name)?;
+    let req = ImagesPullRequest {
+        reference: reference.to_string(),
+        platform: platform_wanted.map(platform).transpose()?,
+        all_platforms,
+        registry_auth: registry_auth(reference.domain()),
+    };
     let mut stream = client(global)
         .await?
         .pull(req)
@@ -107,8 +128,7 @@ async fn pull(global: &Global, args: &PullArgs) -> anyhow::Result<()> {
     }
     progress.line(&format!("Digest: {}", result.digest));
     progress.line(&status_line(&result, &shown));
-    println!("{full}");
-    Ok(())
+    Ok(full)
 }
 
 #[cfg(test)]

@@ -7,16 +7,20 @@ use berth_proto::engine::v1::containers_client::ContainersClient;
 use berth_proto::engine::v1::{
     ContainersCreateRequest, ContainersInspectRequest, ContainersKillRequest,
     ContainersLogsRequest, ContainersLogsResponse, ContainersRemoveRequest, ContainersStartRequest,
-    ContainersWaitRequest, ContainersWaitResponse, WaitCondition,
+    ContainersWaitRequest, ContainersWaitResponse, ImagesInspectRequest, PullPolicy, WaitCondition,
 };
 use berth_proto::types::v1::StdioStream;
+use berth_registry_client::Reference;
 use tokio::signal::unix::{signal, SignalKind};
 use tonic::transport::Channel;
 use tonic::Streaming;
 
 use super::session::{Local, Outcome};
 use super::{client, options, terminal};
-use crate::cli::{CreateArgs, Global, RunArgs};
+use crate::cli::{ContainerOptions, CreateArgs, Global, PullWhen, RunArgs};
+use crate::commands::images;
+use crate::commands::progress::{Direction, Progress};
+use crate::commands::pull;
 use crate::commands::Exit;
 use crate::connection::call_error;
 
@@ -167,6 +171,46 @@ fn exit_code(
     Ok(status.exit_code)
 }
 
+/// As Docker's `run` and `create`: a missing image (any, with `--pull always`) is pulled
+/// first, its progress on standard error, so the user sees the download happen; the engine
+/// then finds it.
+async fn ensure_image(
+    global: &Global,
+    o: &ContainerOptions,
+    req: &mut ContainersCreateRequest,
+) -> anyhow::Result<()> {
+    let image = req
+        .config
+        .as_ref()
+        .map(|c| c.image.clone())
+        .unwrap_or_default();
+    match o.pull {
+        PullWhen::Never => return Ok(()),
+        PullWhen::Always => {}
+        PullWhen::Missing => {
+            let found = images::client(global)
+                .await?
+                .inspect(ImagesInspectRequest {
+                    reference: image.clone(),
+                    platform: req.platform.clone(),
+                })
+                .await;
+            match found {
+                Ok(_) => return Ok(()),
+                Err(s) if s.code() == tonic::Code::NotFound => {}
+                Err(s) => return Err(call_error(global, s)),
+            }
+            let shown = Reference::parse(&image).map_or(image.clone(), |r| r.familiar());
+            eprintln!("Unable to find image '{shown}' locally");
+        }
+    }
+    let progress = Progress::on_stderr(Direction::Pull);
+    pull::pull_with(global, &image, o.platform.as_deref(), false, progress).await?;
+    // Pulled now: the engine must not pull it a second time.
+    req.pull = PullPolicy::Missing as i32;
+    Ok(())
+}
+
 /// Creates the container; prints the engine's warnings.
 async fn create_container(
     global: &Global,
@@ -215,7 +259,8 @@ async fn failed_start_code(c: &mut ContainersClient<Channel>, id: &str) -> u8 {
 
 /// `create`
 pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
-    let req = options::request(&args.options)?;
+    let mut req = options::request(&args.options)?;
+    ensure_image(global, &args.options, &mut req).await?;
     let mut c = client(global).await?;
     let (id, _) = create_container(global, &mut c, req).await?;
     println!("{id}");
@@ -238,6 +283,9 @@ pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         // As Docker: an attached stdin closes the container's when it ends.
         config.stdin_once = o.interactive && !args.detach;
     }
+    ensure_image(global, o, &mut req)
+        .await
+        .map_err(cannot_run)?;
     let mut c = client(global).await?;
     let (id, _) = create_container(global, &mut c, req)
         .await
