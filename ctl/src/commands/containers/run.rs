@@ -7,7 +7,7 @@ use berth_proto::engine::v1::containers_client::ContainersClient;
 use berth_proto::engine::v1::{
     ContainersCreateRequest, ContainersInspectRequest, ContainersKillRequest,
     ContainersLogsRequest, ContainersLogsResponse, ContainersRemoveRequest, ContainersStartRequest,
-    ContainersWaitRequest, ContainersWaitResponse, ImagesInspectRequest, PullPolicy, WaitCondition,
+    ContainersWaitRequest, ContainersWaitResponse, PullPolicy, WaitCondition,
 };
 use berth_proto::types::v1::StdioStream;
 use berth_registry_client::Reference;
@@ -18,7 +18,6 @@ use tonic::Streaming;
 use super::session::{Local, Outcome};
 use super::{client, options, terminal};
 use crate::cli::{ContainerOptions, CreateArgs, Global, PullWhen, RunArgs};
-use crate::commands::images;
 use crate::commands::progress::{Direction, Progress};
 use crate::commands::pull;
 use crate::commands::Exit;
@@ -171,61 +170,52 @@ fn exit_code(
     Ok(status.exit_code)
 }
 
-/// As Docker's `run` and `create`: a missing image (any, with `--pull always`) is pulled
-/// first, its progress on standard error, so the user sees the download happen; the engine
-/// then finds it.
-async fn ensure_image(
+/// Creates the container; prints the engine's warnings. As Docker's `run` and `create`, an
+/// image that is not here (any, with `--pull always`) is pulled by berthctl, its progress
+/// on standard error, so the user sees the download happen. The create is tried first, so
+/// a present image costs no extra call.
+async fn create_container(
     global: &Global,
+    c: &mut ContainersClient<Channel>,
+    mut req: ContainersCreateRequest,
     o: &ContainerOptions,
-    req: &mut ContainersCreateRequest,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(String, String)> {
     let image = req
         .config
         .as_ref()
         .map(|c| c.image.clone())
         .unwrap_or_default();
-    match o.pull {
-        PullWhen::Never => return Ok(()),
-        PullWhen::Always => {}
-        PullWhen::Missing => {
-            let found = images::client(global)
-                .await?
-                .inspect(ImagesInspectRequest {
-                    reference: image.clone(),
-                    platform: req.platform.clone(),
-                })
-                .await;
-            match found {
-                Ok(_) => return Ok(()),
-                Err(s) if s.code() == tonic::Code::NotFound => {}
-                Err(s) => return Err(call_error(global, s)),
-            }
+    if o.pull == PullWhen::Always {
+        pull_image(global, &image, o).await?;
+    }
+    if o.pull != PullWhen::Never {
+        req.pull = PullPolicy::Never as i32;
+    }
+    let resp = match c.create(req.clone()).await {
+        Err(s)
+            if o.pull == PullWhen::Missing
+                && s.code() == tonic::Code::NotFound
+                && s.message().starts_with("No such image") =>
+        {
             let shown = Reference::parse(&image).map_or(image.clone(), |r| r.familiar());
             eprintln!("Unable to find image '{shown}' locally");
+            pull_image(global, &image, o).await?;
+            c.create(req).await
         }
+        r => r,
     }
-    let progress = Progress::on_stderr(Direction::Pull);
-    pull::pull_with(global, &image, o.platform.as_deref(), false, progress).await?;
-    // Pulled now: the engine must not pull it a second time.
-    req.pull = PullPolicy::Missing as i32;
-    Ok(())
-}
-
-/// Creates the container; prints the engine's warnings.
-async fn create_container(
-    global: &Global,
-    c: &mut ContainersClient<Channel>,
-    req: ContainersCreateRequest,
-) -> anyhow::Result<(String, String)> {
-    let resp = c
-        .create(req)
-        .await
-        .map_err(|s| call_error(global, s))?
-        .into_inner();
+    .map_err(|s| call_error(global, s))?
+    .into_inner();
     for w in &resp.warnings {
         eprintln!("WARNING: {w}");
     }
     Ok((resp.id, resp.name))
+}
+
+async fn pull_image(global: &Global, image: &str, o: &ContainerOptions) -> anyhow::Result<()> {
+    let progress = Progress::on_stderr(Direction::Pull);
+    pull::pull_with(global, image, o.platform.as_deref(), false, progress).await?;
+    Ok(())
 }
 
 /// An error that ends `run` before the container ran: printed, exit status 125 as Docker.
@@ -259,10 +249,9 @@ async fn failed_start_code(c: &mut ContainersClient<Channel>, id: &str) -> u8 {
 
 /// `create`
 pub async fn create(global: &Global, args: &CreateArgs) -> anyhow::Result<()> {
-    let mut req = options::request(&args.options)?;
-    ensure_image(global, &args.options, &mut req).await?;
+    let req = options::request(&args.options)?;
     let mut c = client(global).await?;
-    let (id, _) = create_container(global, &mut c, req).await?;
+    let (id, _) = create_container(global, &mut c, req, &args.options).await?;
     println!("{id}");
     Ok(())
 }
@@ -283,11 +272,8 @@ pub async fn run(global: &Global, args: &RunArgs) -> anyhow::Result<()> {
         // As Docker: an attached stdin closes the container's when it ends.
         config.stdin_once = o.interactive && !args.detach;
     }
-    ensure_image(global, o, &mut req)
-        .await
-        .map_err(cannot_run)?;
     let mut c = client(global).await?;
-    let (id, _) = create_container(global, &mut c, req)
+    let (id, _) = create_container(global, &mut c, req, o)
         .await
         .map_err(cannot_run)?;
     let local = Local {
