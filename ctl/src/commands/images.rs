@@ -50,13 +50,6 @@ const HEADERS: &[(&str, &str)] = &[
     ("VirtualSize", "SIZE"),
 ];
 
-/// Prints JSON values one per line, as Docker's `--format json` does for lists.
-fn json_lines(values: &[Value]) {
-    for v in values {
-        println!("{v}");
-    }
-}
-
 /// Pretty JSON with Docker's four-space indent.
 pub fn pretty(v: &Value) -> anyhow::Result<String> {
     let mut out = Vec::new();
@@ -322,7 +315,7 @@ pub async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Result<()> 
                     })
                 })
                 .collect();
-            json_lines(&lines);
+            template::json_lines(&lines);
         }
         Format::Table => {
             let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]

@@ -100,11 +100,16 @@ pub fn print_list(
     match format {
         ListFormat::Template { table, source } => print_rows(source, *table, rows, headers),
         ListFormat::Table | ListFormat::Json => {
-            for r in rows {
-                println!("{r}");
-            }
+            json_lines(rows);
             Ok(())
         }
+    }
+}
+
+/// Prints JSON values one per line, as Docker's `--format json` does for lists.
+pub fn json_lines(values: &[Json]) {
+    for v in values {
+        println!("{v}");
     }
 }
 

@@ -280,6 +280,11 @@ pub async fn attach(
     let keys = DetachKeys::parse(&opts.detach_keys)?;
     let rec = m.resolve(&opts.id)?;
     let config = rec.config().clone();
+    if rec.status() == ContainerStatus::Restarting {
+        return Err(Error::FailedPrecondition(
+            "You cannot attach to a restarting container, wait until it is running".into(),
+        ));
+    }
     // As Docker: stdin of a container created without -i is simply not attached.
     let with_stdin = opts.stdin && config.open_stdin;
     let shim_opts = shim::AttachOptions {
@@ -289,11 +294,6 @@ pub async fn attach(
         stderr: opts.stderr,
     };
     let (requests, stdin_tx) = shim_requests(shim_opts);
-    if rec.status() == ContainerStatus::Restarting {
-        return Err(Error::FailedPrecondition(
-            "You cannot attach to a restarting container, wait until it is running".into(),
-        ));
-    }
     let live = m.live(&rec.id);
     let source = if rec.is_running() {
         now(m, &live, &rec.id, requests).await?
@@ -331,6 +331,8 @@ pub async fn attach(
     let (tx, rx) = mpsc::channel(BUFFER);
     let (m, id) = (m.clone(), rec.id.clone());
     tokio::spawn(async move {
+        // A client joined at start gave its size to the shim's Create already.
+        let resize_now = matches!(source, Source::Now(_));
         let (output_stream, mut task) = match source {
             Source::Now(pair) => *pair,
             Source::AtStart(joined) => {
@@ -349,7 +351,7 @@ pub async fn attach(
                 }
             }
         };
-        if let (true, Some(size)) = (config.tty, opts.console_size) {
+        if let (true, true, Some(size)) = (resize_now, config.tty, opts.console_size) {
             resize(&mut task, "", size).await;
         }
         if opts.logs && replay_logs(&m, &id, &opts, &tx).await.is_err() {

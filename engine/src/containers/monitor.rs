@@ -159,7 +159,7 @@ pub async fn finish(
         m.publish("oom", &rec, []);
     }
     tracing::info!(container = %id, exit_code = exit.exit_code, oom = exit.oom_killed, "container exited");
-    if super::restart_policy::after_exit(m, &rec, &exit) {
+    if super::restart_policy::after_exit(m, &rec) {
         return;
     }
     if rec.config().auto_remove {

@@ -101,21 +101,20 @@ pub fn record_exit(r: &mut Record, exit: &ExitStatus, shutting_down: bool) {
 
 /// Called by the monitor once the exit is recorded and announced: schedules the restart
 /// of a container left RESTARTING, after its back-off. Returns whether it did.
-pub fn after_exit(m: &Arc<Manager>, rec: &Record, exit: &ExitStatus) -> bool {
+pub fn after_exit(m: &Arc<Manager>, rec: &Record) -> bool {
     if rec.status() != ContainerStatus::Restarting {
         return false;
     }
-    let ran = match (
-        rec.state.as_ref().and_then(|s| s.started_at),
-        exit.finished_at,
-    ) {
-        (Some(s), Some(f)) => SystemTime::try_from(f)
-            .ok()
-            .zip(SystemTime::try_from(s).ok())
-            .and_then(|(f, s)| f.duration_since(s).ok())
-            .unwrap_or_default(),
-        _ => Duration::ZERO,
-    };
+    // How long the run that just ended lasted.
+    let ran = rec
+        .state
+        .as_ref()
+        .and_then(|s| {
+            let started = SystemTime::try_from(s.started_at?).ok()?;
+            let finished = SystemTime::try_from(s.finished_at?).ok()?;
+            finished.duration_since(started).ok()
+        })
+        .unwrap_or_default();
     let live = m.live(&rec.id);
     let delay = {
         let mut last = live.restart_delay.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,7 +128,8 @@ pub fn after_exit(m: &Arc<Manager>, rec: &Record, exit: &ExitStatus) -> bool {
 }
 
 /// Starts the container `id` after `delay`, if it is still waiting for it (RESTARTING)
-/// or, at boot, still exited.
+/// or, at boot, still exited. `count`: a restart by the policy (counted), not a fresh start
+/// at engine start.
 fn spawn_restart(m: Arc<Manager>, id: String, delay: Duration, count: bool) {
     tokio::spawn(async move {
         let shutdown = m.ctx.shutdown.clone();
